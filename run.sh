@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One command per job on a fresh clone; each bootstraps .venv (pinned) first.
+#   ./run.sh repro [dvc repro args]   run the pipeline (dvc repro)
+#   ./run.sh test  [pytest args]      run the test suite
+#   ./run.sh setup                    only create/update .venv
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+setup() {
+  local stamp="$VENV/.installed"
+  if [[ -f "$stamp" && "$stamp" -nt requirements.lock && "$stamp" -nt pyproject.toml ]]; then
+    return
+  fi
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  # torch==2.13.0 is pinned in the lock: an unpinned torch would pull a multi-GB CUDA build.
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.lock
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+  touch "$stamp"
+}
+
+setup
+export PATH="$PWD/$VENV/bin:$PATH"
+case "${1:-}" in
+  setup) ;;
+  repro) shift; dvc repro "$@" ;;
+  test) shift; python -m pytest "$@" ;;
+  *) echo "usage: ./run.sh repro|test|setup [args]" >&2; exit 2 ;;
+esac

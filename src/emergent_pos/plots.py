@@ -1,0 +1,97 @@
+"""Figures: the seed's key plot, accuracy vs layer, confusion matrices, the training curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from emergent_pos.atomic import atomic_path  # noqa: E402
+
+METADATA = {"Software": None}  # no version stamp: identical data gives identical files
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata=METADATA)
+    plt.close(fig)
+
+
+def key_plot(
+    y: np.ndarray, pred: np.ndarray, position: np.ndarray, n_classes: int, title: str, path: str | Path
+) -> None:
+    """One row per true word index; at each absolute position a bar stacked by predicted index.
+
+    Bars are fractions of that (position, true index) group; the legend is in numerical
+    order (the seed's was not). A bar's width does not show its count: thin groups at the
+    binomial tails are as tall as thick ones.
+    """
+    colors = sns.color_palette("tab10", n_classes)
+    positions = np.arange(position.min(), position.max() + 1)
+    fig, axes = plt.subplots(
+        n_classes, 1, figsize=(max(8, 0.32 * len(positions)), 1.3 * n_classes + 1), sharex=True, squeeze=False
+    )
+    for c, ax in enumerate(axes[:, 0]):
+        m = y == c
+        counts = np.zeros((len(positions), n_classes))
+        np.add.at(counts, (position[m] - positions[0], pred[m]), 1)
+        totals = counts.sum(axis=1, keepdims=True)
+        frac = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        bottom = np.zeros(len(positions))
+        for k in range(n_classes):
+            ax.bar(positions, frac[:, k], bottom=bottom, color=colors[k], width=0.85, label=str(k))
+            bottom += frac[:, k]
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"word {c}", rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("absolute token position")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="predicted", loc="center right", bbox_to_anchor=(1.06, 0.5))
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def accuracy_by_layer(rows: list[dict], title: str, path: str | Path) -> None:
+    """Validation accuracy per layer with 95% bootstrap intervals, against the baselines."""
+    layers = [r["layer"] for r in rows]
+    acc = np.array([r["probe"] for r in rows])
+    err = np.array([[r["probe"] - r["probe_ci_low"] for r in rows], [r["probe_ci_high"] - r["probe"] for r in rows]])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.errorbar(layers, acc, yerr=err, marker="o", capsize=3, label="word-index probe")
+    ax.plot(layers, [r["position_only"] for r in rows], ls="--", color="grey", label="position-only baseline")
+    ax.plot(layers, [r["majority"] for r in rows], ls=":", color="black", label="majority class")
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_xticks(layers)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, title: str, path: str | Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar=False)
+    ax.set_xlabel("predicted word index")
+    ax.set_ylabel("true word index")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def training_curve(curve: list[dict], title: str, path: str | Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if curve:
+        ax.plot([r["step"] for r in curve], [r["loss"] for r in curve])
+    else:
+        ax.text(0.5, 0.5, "pretrained model: no training here", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

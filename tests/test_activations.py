@@ -1,0 +1,130 @@
+"""Cached activations: equal to an independent Hugging Face forward pass, safe to interrupt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from emergent_pos.activations import plan_batches, write_activations
+from emergent_pos.model import load_bridge
+from emergent_pos.store import StoreMismatch, check_meta, hook_names, layer_path, read_meta, read_rows
+
+
+def _prompts(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, 390, size=rng.integers(5, 30)) for _ in range(n)]
+
+
+META = {"model_name": "toy", "prompts_sha256": "abc", "processing": "raw"}
+
+
+def test_matches_hugging_face_hidden_states(tiny_model_dir: Path, tmp_path: Path) -> None:
+    seqs = _prompts(23)
+    bridge = load_bridge(tiny_model_dir, "cpu", "raw")
+    # a small budget forces many ragged, right-padded batches
+    write_activations(bridge, seqs, tmp_path, META, dtype="float32", batch_tokens=100, pad_id=0)
+    hf = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager").eval()
+    n_layers = hf.config.n_layer
+    files = [layer_path(tmp_path, i) for i in range(n_layers + 1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f.name for f in files]  # no temporary leftovers
+    row = 0
+    with torch.no_grad():
+        for seq in seqs:
+            hs = hf(torch.tensor(seq)[None], output_hidden_states=True).hidden_states
+            for layer, path in enumerate(files):
+                got = read_rows(path, np.arange(row, row + len(seq)), "abc", sum(map(len, seqs)))
+                want = hs[layer][0]
+                if layer == n_layers:  # HF applies the final LayerNorm to its last hidden state
+                    got = hf.transformer.ln_f(torch.from_numpy(got)).numpy()
+                np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=0)
+            row += len(seq)
+    meta = read_meta(files[1])
+    assert meta.hook_name == "blocks.0.hook_resid_post" and meta.layer == 1 and meta.d_model == 32
+    assert read_meta(files[0]).hook_name == "blocks.0.hook_resid_pre"
+    assert hook_names(2) == [read_meta(f).hook_name for f in files]
+
+
+def test_deterministic_bytes_and_float16(tiny_model_dir: Path, tmp_path: Path) -> None:
+    seqs = _prompts(10)
+    bridge = load_bridge(tiny_model_dir, "cpu", "raw")
+    for name in ("a", "b"):
+        write_activations(bridge, seqs, tmp_path / name, META, dtype="float16", batch_tokens=64, pad_id=0)
+    for i in range(3):
+        assert layer_path(tmp_path / "a", i).read_bytes() == layer_path(tmp_path / "b", i).read_bytes()
+    with h5py.File(layer_path(tmp_path / "a", 2), "r") as f:
+        assert f["blocks.1.hook_resid_post"].dtype == np.float16
+
+
+def test_compat_mode_differs_from_raw_but_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    seqs = _prompts(4)
+    n = sum(map(len, seqs))
+    for mode in ("raw", "compat"):
+        bridge = load_bridge(tiny_model_dir, "cpu", mode)
+        write_activations(bridge, seqs, tmp_path / mode, {**META, "processing": mode}, dtype="float32",
+                          batch_tokens=256, pad_id=0)
+    raw = read_rows(layer_path(tmp_path / "raw", 2), np.arange(n), "abc", n)
+    compat = read_rows(layer_path(tmp_path / "compat", 2), np.arange(n), "abc", n)
+    assert raw.shape == compat.shape and not np.allclose(raw, compat)
+    # centring writing weights removes the mean over d_model
+    assert np.abs(compat.mean(axis=1)).max() < 1e-4 < np.abs(raw.mean(axis=1)).max()
+
+
+def test_reader_refuses_mismatched_inputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    seqs = _prompts(3)
+    n = sum(map(len, seqs))
+    write_activations(load_bridge(tiny_model_dir, "cpu"), seqs, tmp_path, META, dtype="float32",
+                      batch_tokens=256, pad_id=0)
+    path = layer_path(tmp_path, 1)
+    with pytest.raises(StoreMismatch, match="prompts"):
+        read_rows(path, np.arange(3), "other-hash", n)
+    with pytest.raises(StoreMismatch, match="tokens"):
+        check_meta(path, "abc", n + 1)
+    with pytest.raises(StoreMismatch, match="model"):
+        check_meta(path, "abc", n, model_name="gpt2")
+
+
+def test_plan_batches_respects_budget_and_order() -> None:
+    seqs = _prompts(50)
+    batches = list(plan_batches(seqs, 120, pad_id=0))
+    assert sum(len(b.lengths) for b in batches) == 50
+    assert all(b.tokens.numel() <= 120 or len(b.lengths) == 1 for b in batches)
+    rows = [b.row for b in batches]
+    assert rows == sorted(rows) and rows[0] == 0
+
+
+KILL_SCRIPT = """
+import sys, numpy as np
+from pathlib import Path
+from emergent_pos.activations import write_activations
+from emergent_pos.model import load_bridge
+rng = np.random.default_rng(0)
+seqs = [rng.integers(1, 390, size=30) for _ in range(10000)]
+print("start", flush=True)
+write_activations(load_bridge(sys.argv[1], "cpu"), seqs, Path(sys.argv[2]),
+                  {"model_name": "toy", "prompts_sha256": "abc", "processing": "raw"},
+                  dtype="float32", batch_tokens=64, pad_id=0)
+"""
+
+
+@pytest.mark.parametrize(("sig", "delay"), [(signal.SIGKILL, 0.5), (signal.SIGTERM, 1.5), (signal.SIGINT, 3.0)])
+def test_killed_mid_write_leaves_no_complete_file(tiny_model_dir: Path, tmp_path: Path, sig: int, delay: float) -> None:
+    out = tmp_path / "acts"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tiny_model_dir), str(out)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "start"
+    time.sleep(delay)
+    assert proc.poll() is None, "finished before it could be interrupted: make the job bigger"
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert not list(out.glob("layer_*.h5")), "an interrupted run left a file under its final name"

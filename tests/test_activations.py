@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import REPO
 from emergent_pos.activations import plan_batches, write_activations
 from emergent_pos.model import load_bridge
 from emergent_pos.store import StoreMismatch, check_meta, hook_names, layer_path, read_meta, read_rows
@@ -70,8 +72,9 @@ def test_compat_mode_differs_from_raw_but_runs(tiny_model_dir: Path, tmp_path: P
     n = sum(map(len, seqs))
     for mode in ("raw", "compat"):
         bridge = load_bridge(tiny_model_dir, "cpu", mode)
-        write_activations(bridge, seqs, tmp_path / mode, {**META, "processing": mode}, dtype="float32",
-                          batch_tokens=256, pad_id=0)
+        write_activations(
+            bridge, seqs, tmp_path / mode, {**META, "processing": mode}, dtype="float32", batch_tokens=256, pad_id=0
+        )
     raw = read_rows(layer_path(tmp_path / "raw", 2), np.arange(n), "abc", n)
     compat = read_rows(layer_path(tmp_path / "compat", 2), np.arange(n), "abc", n)
     assert raw.shape == compat.shape and not np.allclose(raw, compat)
@@ -82,8 +85,9 @@ def test_compat_mode_differs_from_raw_but_runs(tiny_model_dir: Path, tmp_path: P
 def test_reader_refuses_mismatched_inputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     seqs = _prompts(3)
     n = sum(map(len, seqs))
-    write_activations(load_bridge(tiny_model_dir, "cpu"), seqs, tmp_path, META, dtype="float32",
-                      batch_tokens=256, pad_id=0)
+    write_activations(
+        load_bridge(tiny_model_dir, "cpu"), seqs, tmp_path, META, dtype="float32", batch_tokens=256, pad_id=0
+    )
     path = layer_path(tmp_path, 1)
     with pytest.raises(StoreMismatch, match="prompts"):
         read_rows(path, np.arange(3), "other-hash", n)
@@ -119,8 +123,9 @@ write_activations(load_bridge(sys.argv[1], "cpu"), seqs, Path(sys.argv[2]),
 @pytest.mark.parametrize(("sig", "delay"), [(signal.SIGKILL, 0.5), (signal.SIGTERM, 1.5), (signal.SIGINT, 3.0)])
 def test_killed_mid_write_leaves_no_complete_file(tiny_model_dir: Path, tmp_path: Path, sig: int, delay: float) -> None:
     out = tmp_path / "acts"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tiny_model_dir), str(out)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(tiny_model_dir), str(out)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "start"
     time.sleep(delay)
     assert proc.poll() is None, "finished before it could be interrupted: make the job bigger"
@@ -128,3 +133,19 @@ def test_killed_mid_write_leaves_no_complete_file(tiny_model_dir: Path, tmp_path
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert not list(out.glob("layer_*.h5")), "an interrupted run left a file under its final name"
+
+
+def test_peak_memory_does_not_grow_with_prompts(tmp_path: Path) -> None:
+    """The real writer at two sizes 10x apart, each in a fresh process (benchmarks/memory.py)."""
+    out = tmp_path / "memory.json"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/memory.py"), "--prompts", "300", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    acts = json.loads(out.read_text())["activations"]
+    small, large = acts["small"], acts["large"]
+    growth = large["peak_rss_mb"] - small["peak_rss_mb"]
+    data_growth = large["data_mb"] - small["data_mb"]  # ~430 MB: holding it would show
+    assert growth < 0.25 * data_growth, acts

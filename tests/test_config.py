@@ -7,13 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emergent_pos.config import ParamError, load_params
 from conftest import TINY_PARAMS, run_stage, write_params
+from emergent_pos.config import ParamError, load_params
 
 
 def test_defaults_match_params_yaml() -> None:
-    params = load_params(Path(__file__).parents[1] / "params.yaml", ["model", "toy", "dictionary", "prompts",
-                                                                     "activations", "probe", "report"], need_seed=True)
+    params = load_params(
+        Path(__file__).parents[1] / "params.yaml",
+        ["model", "toy", "dictionary", "prompts", "activations", "probe", "report"],
+        need_seed=True,
+    )
     assert params.model.name == "toy" and params.prompts.n_words == 7 and params.probe.token == "last"
     assert params.prompts.prefix.endswith("Philadelphia.\nWhen")
 

@@ -49,7 +49,8 @@ def test_local_directory_with_random_init(tiny_model_dir: Path, workdir: Path) -
     assert not np.allclose(got["transformer.h.0.attn.c_attn.weight"], want["transformer.h.0.attn.c_attn.weight"])
     saved, original = (AutoTokenizer.from_pretrained(d) for d in (workdir / "data/model", tiny_model_dir))
     assert saved.get_vocab() == original.get_vocab()
-    assert saved("When the zebra quixotically sang")["input_ids"] == original("When the zebra quixotically sang")["input_ids"]
+    text = "When the zebra quixotically sang"
+    assert saved(text)["input_ids"] == original(text)["input_ids"]
 
 
 def test_missing_weights_fail_in_one_line_without_fallback(workdir: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -169,13 +169,26 @@ class PromptsConfig:
     n_val: int = 2560
     prepend_bos: bool = True
     """Prepend the tokenizer's BOS token, as TransformerLens does by default."""
+    eval_prefixes: list[str] = field(default_factory=list)
+    """Extra validation prefixes ("" = none): same words, probes trained on ``prefix``."""
+    words: Literal["dictionary", "random_tokens"] = "dictionary"
+    """``random_tokens``: non-words of random tokens, boundaries marked only by a leading space."""
 
     def validate(self, section: str) -> None:
         _positive(section, "n_words", self.n_words)
         _positive(section, "n_train", self.n_train)
         _positive(section, "n_val", self.n_val)
-        if not self.prefix and not self.prepend_bos:
-            raise ParamError(f"{section}.prefix", self.prefix, "an empty prefix needs prompts.prepend_bos: true")
+        for key, prefix in [("prefix", self.prefix)] + [
+            (f"eval_prefixes[{i}]", p) for i, p in enumerate(self.eval_prefixes)
+        ]:
+            if not prefix and not self.prepend_bos:
+                raise ParamError(f"{section}.{key}", prefix, "an empty prefix needs prompts.prepend_bos: true")
+        if len(set(self.eval_prefixes) | {self.prefix}) != len(self.eval_prefixes) + 1:
+            raise ParamError(
+                f"{section}.eval_prefixes",
+                self.eval_prefixes,
+                "prefixes must differ from each other and from prompts.prefix",
+            )
 
 
 @dataclass(frozen=True)
@@ -191,8 +204,8 @@ class ActivationsConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    token: Literal["last", "first"] = "last"
-    """Which token of each word the probe reads."""
+    token: Literal["last", "first", "all"] = "last"
+    """Which tokens of each word the probe reads."""
     solver: Literal["lbfgs", "saga", "sag", "newton-cg", "newton-cholesky", "liblinear"] = "lbfgs"
     C: float = 1.0
     max_iter: int = 1000
@@ -200,6 +213,10 @@ class ProbeConfig:
     standardize: bool = True
     """Standardise features with the training mean and std (stored with the probe)."""
     seed: int = 0
+    control: bool = True
+    """Also fit the control task (labels shuffled within absolute position) per layer."""
+    train_balance: Literal["none", "position"] = "none"
+    """``position``: train on a position-balanced subset of the training points."""
 
     def validate(self, section: str) -> None:
         if not self.C > 0:

@@ -7,6 +7,7 @@ whole prompts.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score
 
 
@@ -60,8 +61,84 @@ def position_table(y: np.ndarray, pred: np.ndarray, position: np.ndarray) -> lis
     return rows
 
 
+def column_accuracy(y: np.ndarray, pred: np.ndarray, position: np.ndarray) -> list[dict]:
+    """Accuracy per absolute position, over whichever word indices occur there."""
+    return [
+        {
+            "position": int(p),
+            "n": int((position == p).sum()),
+            "accuracy": round(accuracy(y[position == p], pred[position == p]), 4),
+        }
+        for p in np.unique(position)
+    ]
+
+
 def normalized_confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows = true index, columns = predicted; each row sums to 1 (0 for an empty row)."""
     cm = confusion_matrix(y, pred, labels=list(range(n_classes))).astype(float)
     totals = cm.sum(axis=1, keepdims=True)
     return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+
+
+def position_balanced(position: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a subset in which, at every absolute position where two or more
+    word indices occur, each of them occurs equally often (subsampled to the rarest).
+
+    Positions that only one word index reaches are left out: position alone answers them.
+    """
+    keep = []
+    for p in np.unique(position):
+        at = np.flatnonzero(position == p)
+        classes, counts = np.unique(y[at], return_counts=True)
+        if len(classes) < 2:
+            continue
+        for c in classes:
+            keep.append(rng.choice(at[y[at] == c], size=counts.min(), replace=False))
+    return np.sort(np.concatenate(keep)) if keep else np.array([], dtype=np.int64)
+
+
+BASELINES = ("majority", "position_only", "position_and_space")
+
+
+def main_prefix(pred: pd.DataFrame) -> pd.DataFrame:
+    """Validation points of the training prefix (prefix_id 0), on which headlines are computed."""
+    return pred[pred.prefix_id == 0].reset_index(drop=True)
+
+
+def prefix_transfer(pred: pd.DataFrame, n_streams: int) -> dict[str, dict[str, float]]:
+    """Accuracy of the probes (trained on prefix 0) and of the position baseline on each prefix."""
+    out = {}
+    for k, part in pred.groupby("prefix_id"):
+        y = part.word_index.to_numpy()
+        row = {f"layer_{i:02d}": round(accuracy(y, part[f"layer_{i:02d}"].to_numpy()), 4) for i in range(n_streams)}
+        row["position_only"] = round(accuracy(y, part.position_only.to_numpy()), 4)
+        out[str(k)] = row
+    return out
+
+
+def evaluate(pred: pd.DataFrame, n_streams: int, seed: int = 0) -> dict:
+    """Headline numbers per layer: plain and position-balanced accuracy, the control task,
+    and selectivity (probe accuracy minus the best baseline, and minus the control probe).
+
+    ``pred`` holds one prefix's points (see ``main_prefix``).
+    """
+    y, position = pred.word_index.to_numpy(), pred.position.to_numpy()
+    bal = position_balanced(position, y, np.random.default_rng([seed, 0xBA1]))
+
+    def both(p: np.ndarray, labels: np.ndarray = y) -> dict[str, float]:
+        return {"accuracy": round(accuracy(labels, p), 4), "balanced_accuracy": round(accuracy(labels[bal], p[bal]), 4)}
+
+    baselines = {b: both(pred[b].to_numpy()) for b in BASELINES}
+    best_base = max(baselines[b]["accuracy"] for b in BASELINES)
+    best_base_bal = max(baselines[b]["balanced_accuracy"] for b in BASELINES)
+    layers = {}
+    for layer in range(n_streams):
+        r = both(pred[f"layer_{layer:02d}"].to_numpy())
+        r["selectivity"] = round(r["accuracy"] - best_base, 4)
+        r["balanced_selectivity"] = round(r["balanced_accuracy"] - best_base_bal, 4)
+        if f"control_{layer:02d}" in pred:
+            control = accuracy(pred.control_label.to_numpy(), pred[f"control_{layer:02d}"].to_numpy())
+            r["control_accuracy"] = round(control, 4)
+            r["control_selectivity"] = round(r["accuracy"] - control, 4)
+        layers[layer] = r
+    return {"layers": layers, "baselines": baselines, "n_balanced": int(len(bal))}

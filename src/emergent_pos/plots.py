@@ -62,15 +62,31 @@ def accuracy_by_layer(rows: list[dict], title: str, path: str | Path) -> None:
     acc = np.array([r["probe"] for r in rows])
     err = np.array([[r["probe"] - r["probe_ci_low"] for r in rows], [r["probe_ci_high"] - r["probe"] for r in rows]])
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.errorbar(layers, acc, yerr=err, marker="o", capsize=3, label="word-index probe")
-    ax.plot(layers, [r["position_only"] for r in rows], ls="--", color="grey", label="position-only baseline")
+    ax.errorbar(layers, acc, yerr=err, marker="o", capsize=3, label="word-index probe (95% CI)")
+    ax.plot(layers, [r["probe_balanced"] for r in rows], marker="s", label="probe, position-balanced subset")
+    if rows[0].get("control_task") is not None:
+        ax.plot(
+            layers,
+            [r["control_task"] for r in rows],
+            marker="^",
+            color="tab:red",
+            label="control task (labels shuffled within position)",
+        )
+    ax.plot(
+        layers,
+        [r["position_and_space"] for r in rows],
+        ls="-.",
+        color="tab:brown",
+        label="baseline: position + begins with space",
+    )
+    ax.plot(layers, [r["position_only"] for r in rows], ls="--", color="grey", label="baseline: position only")
     ax.plot(layers, [r["majority"] for r in rows], ls=":", color="black", label="majority class")
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel("validation accuracy")
     ax.set_xticks(layers)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title(title)
     _save(fig, path)
 
@@ -94,4 +110,29 @@ def training_curve(curve: list[dict], title: str, path: str | Path) -> None:
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def prefix_transfer(transfer: dict[str, dict[str, float]], n_streams: int, title: str, path: str | Path) -> None:
+    """Accuracy per layer on each prefix (prefix_id 0 = the training prefix), with the
+    position-only baseline of each prefix dashed in the same colour."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    layers = list(range(n_streams))
+    for i, (k, row) in enumerate(transfer.items()):
+        color = f"C{i}"
+        ax.plot(
+            layers,
+            [row[f"layer_{layer:02d}"] for layer in layers],
+            marker="o",
+            color=color,
+            label=f"prefix {k}" + (" (training prefix)" if k == "0" else ""),
+        )
+        ax.axhline(row["position_only"], ls="--", color=color, alpha=0.6)
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_xticks(layers)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title + " (dashed: position-only baseline)", fontsize=9)
     _save(fig, path)

@@ -21,6 +21,7 @@ from emergent_pos.config import ParamError, PromptsConfig
 SPLITS = ("train", "val")
 COLUMNS = [
     "prompt_id",
+    "prefix_id",
     "position",
     "token_id",
     "token",
@@ -40,8 +41,10 @@ class PrefixIds:
     ids: list[int]
 
     @classmethod
-    def build(cls, tokenizer: PreTrainedTokenizerBase, cfg: PromptsConfig) -> PrefixIds:
-        ids = tokenizer(cfg.prefix, add_special_tokens=False)["input_ids"] if cfg.prefix else []
+    def build(cls, tokenizer: PreTrainedTokenizerBase, cfg: PromptsConfig, prefix: str | None = None) -> PrefixIds:
+        """Ids of ``prefix`` (default: the main ``prompts.prefix``)."""
+        prefix = cfg.prefix if prefix is None else prefix
+        ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
         if cfg.prepend_bos:
             if tokenizer.bos_token_id is None:
                 raise ParamError("prompts.prepend_bos", True, "this tokenizer has no BOS token; set it to false")
@@ -103,12 +106,37 @@ def sample_prompts(
     df["is_word_end"] = (df.word_index >= 0) & (df.token_in_word == df.word_n_tokens - 1)
     for c in ("prompt_id", "position", "token_id", "word_index", "token_in_word", "word_n_tokens"):
         df[c] = df[c].astype(np.int32)
-    return df[COLUMNS]
+    return df[[c for c in COLUMNS if c != "prefix_id"]]
 
 
 def token_strings(tokenizer: PreTrainedTokenizerBase, ids: set[int]) -> dict[int, str]:
     """Readable text of each token (``" word"``, not ``"Ġword"``)."""
     return {i: tokenizer.decode([i]) for i in sorted(ids)}
+
+
+def random_token_words(
+    words: pd.DataFrame, max_tokens: int, n_per_length: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Non-words: a random word-start token (one that begins with a space) followed by
+    random continuation tokens, drawn from the tokens of the split's real words.
+
+    Word boundaries are then marked only by the leading-space token: the seed's "random
+    sequence of tokens that do/don't begin with a space".
+    """
+    starts = np.unique([t[0] for t in words.token_ids])
+    conts = np.unique([i for t in words.token_ids for i in t[1:]])
+    rows = []
+    for n in range(1, max_tokens + 1):
+        for _ in range(n_per_length):
+            rows.append([int(rng.choice(starts)), *(int(i) for i in rng.choice(conts, size=n - 1))])
+    return pd.DataFrame(
+        {"word": ["#" + "-".join(map(str, r)) for r in rows], "token_ids": rows, "n_tokens": [len(r) for r in rows]}
+    )
+
+
+def prefixes(cfg: PromptsConfig) -> list[str]:
+    """Prefix of each prefix_id: 0 is ``prompts.prefix``, then ``prompts.eval_prefixes``."""
+    return [cfg.prefix, *cfg.eval_prefixes]
 
 
 def build_prompts(
@@ -119,18 +147,33 @@ def build_prompts(
     max_tokens: int,
     seed: int,
 ) -> dict[str, pd.DataFrame]:
-    """Both splits; each split has its own seeded stream so sizes change one split only."""
-    prefix = PrefixIds.build(tokenizer, cfg)
-    ids = set(prefix.ids)
+    """Both splits; each split has its own seeded stream so sizes change one split only.
+
+    Validation prompts are repeated for every evaluation prefix with the same words, so
+    prefix_id is the only difference between their copies.
+    """
+    if cfg.words == "random_tokens":
+        train_words = random_token_words(train_words, max_tokens, 5000, np.random.default_rng([seed, 0x7A, 0]))
+        val_words = random_token_words(val_words, max_tokens, 5000, np.random.default_rng([seed, 0x7A, 1]))
+    prefix_ids = [PrefixIds.build(tokenizer, cfg, p) for p in prefixes(cfg)]
+    ids = {i for p in prefix_ids for i in p.ids}
     for words in (train_words, val_words):
         for t in words.token_ids:
             ids.update(int(i) for i in t)
     strings = token_strings(tokenizer, ids)
-    out = {}
-    for code, (split, words, n) in enumerate((("train", train_words, cfg.n_train), ("val", val_words, cfg.n_val))):
-        rng = np.random.default_rng([seed, 0x9A0, code])
-        out[split] = sample_prompts(words, cfg, n, prefix, max_tokens, rng, strings)
-    return out
+    train = sample_prompts(
+        train_words, cfg, cfg.n_train, prefix_ids[0], max_tokens, np.random.default_rng([seed, 0x9A0, 0]), strings
+    )
+    train.insert(1, "prefix_id", np.int32(0))
+    vals = []
+    for k, prefix in enumerate(prefix_ids):
+        val = sample_prompts(
+            val_words, cfg, cfg.n_val, prefix, max_tokens, np.random.default_rng([seed, 0x9A0, 1]), strings
+        )
+        val["prompt_id"] += k * cfg.n_val
+        val.insert(1, "prefix_id", np.int32(k))
+        vals.append(val)
+    return {"train": train, "val": pd.concat(vals, ignore_index=True)}
 
 
 def prompt_token_ids(df: pd.DataFrame) -> list[np.ndarray]:

@@ -1,0 +1,138 @@
+"""Bad input, interruptions and reruns: each fails fast in one line or recovers by itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_stage, write_params
+from emergent_pos.activations import check_disk
+
+STAGES = ["model", "dictionary", "prompts", "activations", "probes"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work directory where every stage up to probes has run once with tiny params."""
+    root = tmp_path_factory.mktemp("built")
+    shutil.copytree(REPO / "stages", root / "stages")
+    write_params(root / "params.yaml")
+    for stage in STAGES:
+        run_stage(root, stage)
+    return root
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_prompt_longer_than_context(built: Path) -> None:
+    write_params(built / "params.yaml", prompts={"n_words": 60})  # 19 + 60 x 3 > 128
+    _one_line_error(run_stage(built, "prompts", check=False), "prompts.n_words", "60", "context is 128")
+
+
+def test_report_layer_outside_model(built: Path) -> None:
+    write_params(built / "params.yaml", report={"layers": [7]})
+    _one_line_error(run_stage(built, "report", check=False), "report.layers", "0..2")
+
+
+def test_word_list_is_cleaned_or_refused(built: Path) -> None:
+    words = built / "words.txt"
+    words.write_text("\n".join(["the", "", "The", "the", "don't", *__import__("wordfreq").top_n_list("en", 3000)]))
+    write_params(built / "params.yaml", dictionary={"source": str(words)})
+    proc = run_stage(built, "dictionary")
+    assert "dropped 1 empty" in proc.stderr and "duplicates" in proc.stderr
+    write_params(built / "params.yaml", dictionary={"source": str(built / "nope.txt")})
+    _one_line_error(run_stage(built, "dictionary", check=False), "dictionary.source", "nope.txt")
+    write_params(built / "params.yaml")
+    run_stage(built, "dictionary")
+
+
+def test_mismatched_prompts_and_activations_are_refused(built: Path) -> None:
+    saved = built / "saved_prompts"
+    shutil.copytree(built / "data/prompts", saved)
+    write_params(built / "params.yaml", seed=1)
+    run_stage(built, "prompts")  # new prompts, stale activations
+    _one_line_error(run_stage(built, "probes", check=False), "computed from prompts", "dvc repro activations")
+    shutil.rmtree(built / "data/prompts")
+    shutil.copytree(saved, built / "data/prompts")
+    write_params(built / "params.yaml")
+
+
+def test_same_params_give_identical_outputs(built: Path) -> None:
+    before = {
+        p: (built / p).read_bytes()
+        for p in [
+            "data/dictionary/train.parquet",
+            "data/dictionary/val.parquet",
+            "data/prompts/train.parquet",
+            "data/prompts/val.parquet",
+            "metrics/probes.json",
+            "data/activations/val/layer_02.h5",
+        ]
+    }
+    for stage in ["dictionary", "prompts", "activations", "probes"]:
+        run_stage(built, stage)
+    for path, content in before.items():
+        assert (built / path).read_bytes() == content, path
+
+
+def test_disk_space_is_checked_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="GiB"):
+        check_disk(tmp_path, 10**18)
+    check_disk(tmp_path, 1000)
+
+
+def test_killed_dvc_repro_recovers_without_cleanup(tmp_path: Path) -> None:
+    """SIGKILL the whole `dvc repro` while activations are being written; rerun; all good."""
+    for name in ["dvc.yaml", "stages", "src", ".dvcignore"]:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    write_params(tmp_path / "params.yaml", prompts={"n_train": 3000, "n_val": 3000})
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "EMERGENT_POS_DEVICE": "cpu",
+        "EMERGENT_POS_BATCH_TOKENS": "256",
+    }
+    dvc = str(Path(sys.executable).parent / "dvc")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True, env=env)
+    proc = subprocess.Popen(
+        [dvc, "repro"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    acts = tmp_path / "data/activations/train"
+    while time.time() < deadline and not (acts.exists() and any(acts.iterdir())):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "activations finished before the kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(acts.glob("layer_*.h5")) or not (tmp_path / "data/activations/val").exists()
+    out = subprocess.run([dvc, "repro"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Running stage 'model'" not in out.stdout  # completed stages are not redone
+    assert "Running stage 'activations'" in out.stdout
+    probes = json.loads((tmp_path / "metrics/probes.json").read_text())
+    assert set(probes["layers"]) == {"0", "1", "2"}
+    status = subprocess.run([dvc, "status"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "up to date" in status.stdout

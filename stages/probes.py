@@ -1,6 +1,7 @@
 """Stage `probes`: a logistic-regression probe per layer, baselines, controls, headline metrics."""
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ from emergent_pos.atomic import write_json, write_parquet
 from emergent_pos.cli import run
 from emergent_pos.config import load_params
 from emergent_pos.metrics import evaluate, main_prefix, prefix_transfer
-from emergent_pos.model import read_card
+from emergent_pos.model import read_card, resolve_device
 from emergent_pos.probes import Points, Split, probe_layers
 from emergent_pos.prompts import SPLITS, file_hash
 from emergent_pos.store import check_meta, hook_names, layer_path
@@ -40,7 +41,8 @@ def main() -> None:
         cfg.token,
         cfg,
     )
-    pred, fits = probe_layers(train, val, len(names), cfg, Path("data/probes"))
+    device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")) if cfg.backend == "torch" else "cpu"
+    pred, fits = probe_layers(train, val, len(names), cfg, Path("data/probes"), device)
     write_parquet("data/probes/predictions_val.parquet", pred)
     ev = evaluate(main_prefix(pred), len(names), seed=cfg.seed)
     layers = {str(k): {"hook": names[k], **ev["layers"][k], **fits[k]} for k in range(len(names))}

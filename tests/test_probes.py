@@ -95,3 +95,18 @@ def test_bootstrap_interval_shrinks_with_more_prompts() -> None:
         assert lo < correct.mean() < hi
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 3  # ~1/sqrt(16) = 1/4
+
+
+def test_torch_backend_matches_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 7, 6000)
+    x = rng.normal(size=(7, 64))[y] * 0.3 + rng.normal(size=(6000, 64))
+    xtr, ytr, xva, yva = x[:4000], y[:4000], x[4000:], y[4000:]
+    sk = fit_probe(xtr, ytr, ProbeConfig(C=0.5))
+    th = fit_probe(xtr, ytr, ProbeConfig(C=0.5, backend="torch"))
+    acc_sk, acc_th = np.mean(sk.predict(xva) == yva), np.mean(th.predict(xva) == yva)
+    assert abs(acc_sk - acc_th) <= 0.005
+    # same optimum up to the softmax's free shift of all logits
+    centred = [p.coef - p.coef.mean(axis=0) for p in (sk, th)]
+    assert np.linalg.norm(centred[0] - centred[1]) / np.linalg.norm(centred[0]) < 1e-2
+    assert th.convergence_warnings == 0

@@ -206,6 +206,8 @@ class ActivationsConfig:
 class ProbeConfig:
     token: Literal["last", "first", "all"] = "last"
     """Which tokens of each word the probe reads."""
+    backend: Literal["sklearn", "torch"] = "sklearn"
+    """``torch``: the same multinomial L2 logistic regression by full-batch L-BFGS (GPU when present)."""
     solver: Literal["lbfgs", "saga", "sag", "newton-cg", "newton-cholesky", "liblinear"] = "lbfgs"
     C: float = 1.0
     max_iter: int = 1000
@@ -222,6 +224,8 @@ class ProbeConfig:
         if not self.C > 0:
             raise ParamError(f"{section}.C", self.C, "must be > 0")
         _positive(section, "max_iter", self.max_iter)
+        if self.backend == "torch" and self.multi_class != "multinomial":
+            raise ParamError(f"{section}.multi_class", self.multi_class, "the torch backend is multinomial only")
         if self.solver == "liblinear" and self.multi_class == "multinomial":
             raise ParamError(f"{section}.solver", self.solver, "liblinear needs probe.multi_class: ovr")
 

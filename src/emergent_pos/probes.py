@@ -29,6 +29,7 @@ from emergent_pos.atomic import atomic_path
 from emergent_pos.config import ProbeConfig
 from emergent_pos.metrics import accuracy, position_balanced
 from emergent_pos.store import layer_path, read_rows
+from emergent_pos.torch_probe import TorchLogisticRegression
 
 logger = logging.getLogger(__name__)
 
@@ -109,24 +110,30 @@ class LinearProbe:
             )
 
 
-def sklearn_estimator(cfg: ProbeConfig) -> LogisticRegression | OneVsRestClassifier:
+def estimator(
+    cfg: ProbeConfig, device: str = "cpu"
+) -> LogisticRegression | OneVsRestClassifier | TorchLogisticRegression:
     """The configured estimator; ``ovr`` + ``saga`` + no scaling reproduces the seed's code."""
+    if cfg.backend == "torch":
+        return TorchLogisticRegression(C=cfg.C, max_iter=cfg.max_iter, device=device)
     lr = LogisticRegression(C=cfg.C, solver=cfg.solver, max_iter=cfg.max_iter, random_state=cfg.seed)
     return OneVsRestClassifier(lr) if cfg.multi_class == "ovr" else lr
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig) -> LinearProbe:
+def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig, device: str = "cpu") -> LinearProbe:
     """Fit with scikit-learn; convergence warnings are counted and reported, never hidden."""
     if cfg.standardize:
         scaler = StandardScaler().fit(x)
         mean, scale = scaler.mean_, scaler.scale_
     else:
         mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
-    est = sklearn_estimator(cfg)
+    est = estimator(cfg, device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         est.fit((x - mean) / scale, y)
     n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    if isinstance(est, TorchLogisticRegression) and est.n_iter_[0] >= cfg.max_iter:
+        n_warn += 1  # L-BFGS stopped on the iteration cap, not on its tolerance
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -194,7 +201,9 @@ class Split:
         return read_rows(layer_path(self.act_dir, layer), self.points.rows, self.sha256, self.n_tokens)
 
 
-def probe_layers(train: Split, val: Split, n_streams: int, cfg: ProbeConfig, out: Path) -> tuple[pd.DataFrame, dict]:
+def probe_layers(
+    train: Split, val: Split, n_streams: int, cfg: ProbeConfig, out: Path, device: str = "cpu"
+) -> tuple[pd.DataFrame, dict]:
     """Fit (and save) a probe per layer, plus baselines and the control task.
 
     Returns the validation predictions of everything (one column each) and per-layer
@@ -226,7 +235,7 @@ def probe_layers(train: Split, val: Split, n_streams: int, cfg: ProbeConfig, out
         x_fit = train.features(layer)[fit_idx]
         x_val = val.features(layer)
         t0 = time.perf_counter()
-        probe = fit_probe(x_fit, y_fit, cfg)
+        probe = fit_probe(x_fit, y_fit, cfg, device)
         probe.save(out / f"layer_{layer:02d}.npz")
         pred[f"layer_{layer:02d}"] = probe.predict(x_val)
         info = {
@@ -235,7 +244,7 @@ def probe_layers(train: Split, val: Split, n_streams: int, cfg: ProbeConfig, out
             "convergence_warnings": probe.convergence_warnings,
         }
         if cfg.control:
-            control = fit_probe(x_fit, y_control, cfg)
+            control = fit_probe(x_fit, y_control, cfg, device)
             pred[f"control_{layer:02d}"] = control.predict(x_val)
             info["convergence_warnings"] += control.convergence_warnings
         layers[layer] = info

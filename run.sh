@@ -21,7 +21,14 @@ setup() {
   touch "$stamp"
 }
 
+# dvc plots show/diff use this page (see .dvc/config): vega scripts inlined from an
+# installed package, so the HTML renders offline. Generated, not committed.
+plots_template() {
+  [[ -f .dvc/plots_template.html ]] || "$VENV/bin/python" -m emergent_pos.html_template .dvc/plots_template.html
+}
+
 setup
+plots_template
 export PATH="$PWD/$VENV/bin:$PATH"
 case "${1:-}" in
   setup) ;;

@@ -33,6 +33,14 @@ export PATH="$PWD/$VENV/bin:$PATH"
 case "${1:-}" in
   setup) ;;
   repro) shift; dvc repro "$@" ;;
-  test) shift; python -m pytest "$@" ;;
+  test)
+    shift
+    # The offline-plots test renders dvc's HTML in headless Chromium (Debian's package);
+    # install it where we may, otherwise that one test skips and says why.
+    if ! command -v chromium >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ||
+        echo "run.sh: could not install chromium; the offline-plots test will skip" >&2
+    fi
+    python -m pytest "$@" ;;
   *) echo "usage: ./run.sh repro|test|setup [args]" >&2; exit 2 ;;
 esac

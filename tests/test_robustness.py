@@ -136,3 +136,15 @@ def test_killed_dvc_repro_recovers_without_cleanup(tmp_path: Path) -> None:
     assert set(probes["layers"]) == {"0", "1", "2"}
     status = subprocess.run([dvc, "status"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert "up to date" in status.stdout
+
+
+def test_pickled_weights_are_refused(tiny_model_dir: Path, workdir: Path, tmp_path: Path) -> None:
+    """Only safetensors load: a directory holding just a pickled checkpoint is refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled, ignore=shutil.ignore_patterns("model.safetensors"))
+    torch.save(load_file(tiny_model_dir / "model.safetensors"), pickled / "pytorch_model.bin")
+    write_params(workdir / "params.yaml", model={"name": str(pickled)})
+    _one_line_error(run_stage(workdir, "model", check=False), "safetensors", str(pickled))

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
-    """Prompts ``[first, last)`` whose tokens occupy rows ``[row, row + n_rows)``."""
+    """Consecutive prompts whose real tokens occupy rows ``[row, row + n_rows)`` of the store."""
 
     row: int
     tokens: torch.Tensor  # (batch, max_len), right-padded

@@ -12,7 +12,7 @@ from emergent_pos.model import ModelUnavailable
 from emergent_pos.store import StoreMismatch
 
 # Failures a user can fix; they print one line and exit 2 instead of a traceback.
-USER_ERRORS = (ParamError, ModelUnavailable, StoreMismatch, FileNotFoundError, OSError)
+USER_ERRORS = (ParamError, ModelUnavailable, StoreMismatch, OSError)
 
 
 def run(main: Callable[[], None]) -> None:

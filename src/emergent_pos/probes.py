@@ -121,7 +121,7 @@ def estimator(
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig, device: str = "cpu") -> LinearProbe:
-    """Fit with scikit-learn; convergence warnings are counted and reported, never hidden."""
+    """Fit with the configured backend; convergence warnings are counted and reported, never hidden."""
     if cfg.standardize:
         scaler = StandardScaler().fit(x)
         mean, scale = scaler.mean_, scaler.scale_

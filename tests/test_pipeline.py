@@ -117,13 +117,15 @@ def test_variants_prefixes_nonwords_all_tokens(repo: Path) -> None:
     write_params(
         repo / "params.yaml",
         report={"layers": [0, 2]},
-        probe={"C": 0.1, "token": "all", "train_balance": "position"},
+        probe={"C": 0.1, "token": "all", "train_balance": "position", "solver": "saga", "seeds": 2},
         prompts={"n_words": 5, "eval_prefixes": ["", "Hello.\nWhen"], "words": "random_tokens"},
     )
     assert _ran(_dvc(repo, "repro")) == ["prompts", "activations", "probes", "report"]
     probes = json.loads((repo / "metrics/probes.json").read_text())
     assert set(probes["prefix_transfer"]) == {"0", "1", "2"}
     assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word
+    for r in probes["layers"].values():  # saga is stochastic: one fit per seed, spread reported
+        assert len(r["seed_accuracies"]) == 2 and r["seed_accuracy_std"] >= 0
     val = pd.read_parquet(repo / "data/prompts/val.parquet")
     assert val.prefix_id.nunique() == 3 and val.prompt_id.nunique() == 3 * 40
     words = [val[val.prefix_id == k].word.tolist() for k in range(3)]

@@ -215,6 +215,8 @@ class ProbeConfig:
     standardize: bool = True
     """Standardise features with the training mean and std (stored with the probe)."""
     seed: int = 0
+    seeds: int = 3
+    """Fits per layer with seeds seed, seed+1, ... when the solver is stochastic (sag, saga)."""
     control: bool = True
     """Also fit the control task (labels shuffled within absolute position) per layer."""
     train_balance: Literal["none", "position"] = "none"
@@ -224,6 +226,7 @@ class ProbeConfig:
         if not self.C > 0:
             raise ParamError(f"{section}.C", self.C, "must be > 0")
         _positive(section, "max_iter", self.max_iter)
+        _positive(section, "seeds", self.seeds)
         if self.backend == "torch" and self.multi_class != "multinomial":
             raise ParamError(f"{section}.multi_class", self.multi_class, "the torch backend is multinomial only")
         if self.solver == "liblinear" and self.multi_class == "multinomial":

@@ -11,6 +11,7 @@ absolute position, which measures what the probe's capacity gets from position a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -175,6 +176,11 @@ def baseline_keys(points: Points) -> dict[str, np.ndarray]:
     }
 
 
+def is_stochastic(cfg: ProbeConfig) -> bool:
+    """Solvers whose result depends on ``random_state`` (scikit-learn's sag and saga)."""
+    return cfg.backend == "sklearn" and cfg.solver in ("sag", "saga")
+
+
 def majority_class(y: np.ndarray) -> int:
     return int(np.bincount(y).argmax())
 
@@ -243,6 +249,16 @@ def probe_layers(
             "n_iter": probe.n_iter,
             "convergence_warnings": probe.convergence_warnings,
         }
+        if is_stochastic(cfg) and cfg.seeds > 1:
+            # the spread over solver seeds, on the main prefix's validation points
+            main = va.prefix_id == 0
+            accs = [accuracy(va.word_index[main], pred[f"layer_{layer:02d}"][main])]
+            for s in range(1, cfg.seeds):
+                other = fit_probe(x_fit, y_fit, dataclasses.replace(cfg, seed=cfg.seed + s), device)
+                accs.append(accuracy(va.word_index[main], other.predict(x_val[main])))
+                info["convergence_warnings"] += other.convergence_warnings
+            info["seed_accuracies"] = [round(a, 4) for a in accs]
+            info["seed_accuracy_std"] = round(float(np.std(accs)), 4)
         if cfg.control:
             control = fit_probe(x_fit, y_control, cfg, device)
             pred[f"control_{layer:02d}"] = control.predict(x_val)

@@ -44,7 +44,7 @@ def main() -> None:
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")) if cfg.backend == "torch" else "cpu"
     pred, fits = probe_layers(train, val, len(names), cfg, Path("data/probes"), device)
     write_parquet("data/probes/predictions_val.parquet", pred)
-    ev = evaluate(main_prefix(pred), len(names), seed=cfg.seed)
+    ev = evaluate(main_prefix(pred), len(names))
     layers = {str(k): {"hook": names[k], **ev["layers"][k], **fits[k]} for k in range(len(names))}
     best = max(layers, key=lambda k: layers[k]["accuracy"])
     write_json(

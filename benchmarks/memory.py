@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, tempfile
@@ -76,7 +78,7 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "memory.json")
     args = parser.parse_args()
-    results: dict = {"machine": {"platform": platform.platform(), "python": platform.python_version()}}
+    results: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("activations", "probe"):
             small = measure(kind, args.prompts, args.d_model, Path(tmp))

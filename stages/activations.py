@@ -2,7 +2,8 @@
 
 Run-time knobs that must not invalidate results are environment variables, not params:
 EMERGENT_POS_DEVICE (auto | cpu | cuda[:N], default auto) and
-EMERGENT_POS_BATCH_TOKENS (tokens per forward batch, default 8192).
+EMERGENT_POS_BATCH_TOKENS (tokens per forward batch; default: on CPU a cache-sized
+batch for the model's width, 16384 on a GPU; see activations.default_batch_tokens).
 """
 
 import logging
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from emergent_pos.activations import check_disk, estimate_bytes, write_activations
+from emergent_pos.activations import check_disk, default_batch_tokens, estimate_bytes, write_activations
 from emergent_pos.cli import env_int, run
 from emergent_pos.config import load_params
 from emergent_pos.model import load_bridge, read_card, resolve_device
@@ -24,14 +25,14 @@ logger = logging.getLogger("stages.activations")
 def main() -> None:
     cfg = load_params("params.yaml", ["activations"]).activations
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto"))
-    batch_tokens = env_int("EMERGENT_POS_BATCH_TOKENS", 8192)
     card = read_card("data/model")
+    batch_tokens = env_int("EMERGENT_POS_BATCH_TOKENS", default_batch_tokens(card["d_model"], device))
     out = Path("data/activations")
     tables = {s: pd.read_parquet(f"data/prompts/{s}.parquet", columns=["position", "token_id"]) for s in SPLITS}
     needed = sum(estimate_bytes(len(t), card["d_model"], card["n_layers"], cfg.dtype) for t in tables.values())
     logger.info(
         "model %s: %d layers + embeddings, d_model %d; %s tokens; about %.2f GiB of %s; device %s (%d threads), "
-        "batches of %d tokens",
+        "batches of %d tokens, forward pass in %s",
         card["name"],
         card["n_layers"],
         card["d_model"],
@@ -41,6 +42,7 @@ def main() -> None:
         device,
         torch.get_num_threads(),
         batch_tokens,
+        cfg.compute_dtype,
     )
     check_disk(out, needed)
     bridge = load_bridge("data/model", device, cfg.processing)
@@ -59,6 +61,7 @@ def main() -> None:
             dtype=cfg.dtype,
             batch_tokens=batch_tokens,
             pad_id=pad_id,
+            compute_dtype=cfg.compute_dtype,
             desc=f"activations {split}",
         )
         logger.info(

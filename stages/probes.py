@@ -1,4 +1,10 @@
-"""Stage `probes`: a logistic-regression probe per layer, baselines, controls, headline metrics."""
+"""Stage `probes`: a logistic-regression probe per layer, baselines, controls, headline metrics.
+
+Run-time knobs (environment, not params: they do not change results):
+EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]) for the torch backend, and
+EMERGENT_POS_PROBE_JOBS (worker processes for scikit-learn fits; default one per core
+for single-threaded solvers).
+"""
 
 import logging
 import os
@@ -7,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from emergent_pos.atomic import write_json, write_parquet
-from emergent_pos.cli import run
+from emergent_pos.cli import env_int, run
 from emergent_pos.config import load_params
 from emergent_pos.metrics import evaluate, main_prefix, prefix_transfer
 from emergent_pos.model import read_card, resolve_device
@@ -42,7 +48,8 @@ def main() -> None:
         cfg,
     )
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")) if cfg.backend == "torch" else "cpu"
-    pred, fits = probe_layers(train, val, len(names), cfg, Path("data/probes"), device)
+    jobs = env_int("EMERGENT_POS_PROBE_JOBS", 1) if "EMERGENT_POS_PROBE_JOBS" in os.environ else None
+    pred, fits = probe_layers(train, val, len(names), cfg, Path("data/probes"), device, jobs)
     write_parquet("data/probes/predictions_val.parquet", pred)
     ev = evaluate(main_prefix(pred), len(names))
     layers = {str(k): {"hook": names[k], **ev["layers"][k], **fits[k]} for k in range(len(names))}

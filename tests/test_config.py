@@ -31,6 +31,9 @@ def test_defaults_match_params_yaml() -> None:
         ("dictionary", {"train_fraction": 0}, "dictionary.train_fraction"),
         ("probe", {"token": "middle"}, "probe.token"),
         ("probe", {"C": -1}, "probe.C"),
+        ("probe", {"tol": 0}, "probe.tol"),
+        ("probe", {"tol": "tiny"}, "probe.tol"),
+        ("activations", {"compute_dtype": "int8"}, "activations.compute_dtype"),
         ("probe", {"solver": "liblinear", "multi_class": "multinomial"}, "probe.solver"),
         ("model", {"init": "zeros"}, "model.init"),
         ("activations", {"dtype": "int8"}, "activations.dtype"),
@@ -64,3 +67,12 @@ def test_stage_reports_bad_param_in_one_line_before_work(workdir: Path) -> None:
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "probe.token" in lines[0] and "'middle'" in lines[0]
+
+
+def test_exponent_floats_written_by_dvc_are_read_as_floats(tmp_path: Path) -> None:
+    """`dvc exp run -S probe.tol=1e-6` writes 1e-06, which PyYAML (YAML 1.1) reads as a string."""
+    path = tmp_path / "params.yaml"
+    write_params(path)
+    path.write_text(path.read_text().replace("  C: 1.0", "  C: 1e+00\n  tol: 1e-06"))
+    probe = load_params(path, ["probe"]).probe
+    assert probe.tol == 1e-6 and probe.C == 1.0

@@ -104,6 +104,19 @@ def test_probe_param_keeps_activations(repo: Path) -> None:
     assert _ran(_dvc(repo, "repro")) == ["probes", "report"]
 
 
+def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:
+    sklearn = json.loads((repo / "metrics/probes.json").read_text())
+    write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1, "backend": "torch"})
+    assert _ran(_dvc(repo, "repro")) == ["probes", "report"]
+    torch = json.loads((repo / "metrics/probes.json").read_text())
+    for layer, r in torch["layers"].items():
+        ref = sklearn["layers"][layer]
+        # 280 validation points: 2 points is 0.7 percentage points
+        assert abs(r["accuracy"] - ref["accuracy"]) <= 0.0075, (layer, r, ref)
+        assert abs(r["control_accuracy"] - ref["control_accuracy"]) <= 0.0075, (layer, r, ref)
+        assert r["convergence_warnings"] == 0
+
+
 def test_n_words_reruns_prompts_onward_but_not_model(repo: Path) -> None:
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1}, prompts={"n_words": 5})
     assert _ran(_dvc(repo, "repro")) == ["prompts", "activations", "probes", "report"]

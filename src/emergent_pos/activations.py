@@ -4,8 +4,11 @@ Only the residual streams are kept, captured by hooks; the pass stops right afte
 last block (TransformerLens's own ``StopAtLayerException``), so the unembedding, which
 the probes never use, is not computed. Batches are consecutive prompts right-padded to
 the longest one (harmless for a causal model: padding comes after every real token),
-sized by a token budget. A writer thread drains a bounded queue into the layer files,
-so disk I/O overlaps the next forward pass and memory stays at a few batches.
+sized by a token budget, run under ``torch.inference_mode`` and optionally autocast to
+float16/bfloat16. A writer thread drains a bounded queue into the layer files, so disk
+I/O overlaps the next forward pass and memory stays at a few batches. On a GPU the main
+thread never waits for the device: each batch is copied into pinned host memory
+asynchronously and the writer thread waits for that copy, while the next batch runs.
 """
 
 from __future__ import annotations
@@ -88,6 +91,19 @@ def residual_streams(bridge: Any, tokens: torch.Tensor, names: list[str]) -> lis
     return [captured[n] for n in names]
 
 
+def default_batch_tokens(d_model: int, device: str) -> int:
+    """Tokens per forward batch when EMERGENT_POS_BATCH_TOKENS is unset.
+
+    On a CPU the fastest batch keeps the MLP's ``batch x 4 d_model`` float32 intermediate
+    within ~12 MiB of cache (GPT-2 small: 1,024 tokens; the toy organism: 6,144); beyond
+    that every elementwise op streams from memory (benchmarks/activations.py). A GPU
+    wants large batches.
+    """
+    if device.startswith("cuda"):
+        return 16384
+    return max(256, min(16384, (12 << 20) // (4 * d_model * 4)))
+
+
 def estimate_bytes(n_tokens: int, d_model: int, n_layers: int, dtype: str) -> int:
     return n_tokens * d_model * (n_layers + 1) * np.dtype(dtype).itemsize
 
@@ -102,6 +118,48 @@ def check_disk(out_dir: Path, needed: int) -> None:
         )
 
 
+COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class HostBlocks:
+    """One batch's rows of every stream on the host; ``ready`` is set once they may be read."""
+
+    row: int
+    blocks: list[torch.Tensor]
+    ready: Any  # torch.cuda.Event (asynchronous copy in flight) or None (already there)
+
+    def arrays(self) -> list[np.ndarray]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return [b.numpy() for b in self.blocks]
+
+
+def real_rows(lengths: list[int], width: int) -> torch.Tensor:
+    """Flat indices of the real (unpadded) tokens of a right-padded ``(batch, width)`` batch.
+
+    Built on the host: a boolean mask on a GPU would make the host wait for the device.
+    """
+    return torch.cat([torch.arange(n) + i * width for i, n in enumerate(lengths)])
+
+
+def to_host(row: int, streams: list[torch.Tensor], index: torch.Tensor, dtype: torch.dtype) -> HostBlocks:
+    """Rows ``index`` of each flattened stream in the storage dtype, on the host.
+
+    Padding is dropped and the dtype converted on the device, so only stored bytes cross
+    the bus; from a GPU they go into pinned buffers without blocking this thread.
+    """
+    rows = [s.reshape(-1, s.shape[-1]).index_select(0, index).to(dtype) for s in streams]
+    if rows[0].device.type != "cuda":
+        return HostBlocks(row, rows, None)
+    host = [torch.empty(r.shape, dtype=dtype, pin_memory=True) for r in rows]
+    for h, r in zip(host, rows, strict=True):
+        h.copy_(r, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return HostBlocks(row, host, event)
+
+
 def write_activations(
     bridge: Any,
     seqs: list[np.ndarray],
@@ -111,6 +169,7 @@ def write_activations(
     dtype: str,
     batch_tokens: int,
     pad_id: int,
+    compute_dtype: str = "float32",
     desc: str = "activations",
 ) -> dict[str, float]:
     """Run every prompt and write ``layer_NN.h5`` for every residual stream; returns timings.
@@ -125,11 +184,19 @@ def write_activations(
     writers = [
         LayerWriter(
             layer_path(out_dir, layer),
-            LayerMeta(hook_name=name, layer=layer, d_model=d_model, dtype=dtype, n_tokens=n_tokens, **meta),
+            LayerMeta(
+                hook_name=name,
+                layer=layer,
+                d_model=d_model,
+                dtype=dtype,
+                n_tokens=n_tokens,
+                compute_dtype=compute_dtype,
+                **meta,
+            ),
         )
         for layer, name in enumerate(names)
     ]
-    q: queue.Queue[tuple[int, list[np.ndarray]] | None] = queue.Queue(maxsize=4)
+    q: queue.Queue[HostBlocks | None] = queue.Queue(maxsize=4)
     errors: list[BaseException] = []
     write_seconds = [0.0]
 
@@ -138,30 +205,34 @@ def write_activations(
             if errors:
                 continue
             try:
+                arrays = item.arrays()
                 t0 = time.perf_counter()
-                row, blocks = item
-                for writer, block in zip(writers, blocks, strict=True):
-                    writer.write(row, block)
+                for writer, block in zip(writers, arrays, strict=True):
+                    writer.write(item.row, block)
                 write_seconds[0] += time.perf_counter() - t0
             except BaseException as err:  # re-raised in the main thread
                 errors.append(err)
 
     thread = threading.Thread(target=drain, name="hdf5-writer", daemon=True)
     thread.start()
-    device = bridge.cfg.device
-    np_dtype = np.dtype(dtype)
+    device = torch.device(bridge.cfg.device)
+    store_dtype = getattr(torch, dtype)
+    autocast = torch.autocast(device.type, dtype=COMPUTE_DTYPES[compute_dtype], enabled=compute_dtype != "float32")
     t_start = time.perf_counter()
     try:
         with tqdm(total=n_tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2) as bar:
             for batch in plan_batches(seqs, batch_tokens, pad_id):
-                streams = residual_streams(bridge, batch.tokens.to(device), names)
+                tokens = batch.tokens.pin_memory() if device.type == "cuda" else batch.tokens
+                with autocast:
+                    streams = residual_streams(bridge, tokens.to(device, non_blocking=True), names)
                 # (batch, pos, d) -> (sum of real lengths, d), padding dropped
-                mask = torch.arange(batch.tokens.shape[1])[None, :] < torch.tensor(batch.lengths)[:, None]
-                mask = mask.to(device)
-                blocks = [s[mask].to(torch.float32).cpu().numpy().astype(np_dtype, copy=False) for s in streams]
+                index = real_rows(batch.lengths, batch.tokens.shape[1])
+                if device.type == "cuda":
+                    index = index.pin_memory()
+                host = to_host(batch.row, streams, index.to(device, non_blocking=True), store_dtype)
                 if errors:
                     raise errors[0]
-                q.put((batch.row, blocks))
+                q.put(host)
                 bar.update(batch.n_rows)
         q.put(None)
         thread.join()

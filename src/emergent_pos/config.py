@@ -48,6 +48,11 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-6 as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ParamError(key, value, "expected float") from None
     if hint is type(None):
         if value is not None:
             raise ParamError(key, value, "expected null")
@@ -194,7 +199,10 @@ class PromptsConfig:
 @dataclass(frozen=True)
 class ActivationsConfig:
     dtype: Literal["float32", "float16"] = "float32"
-    """Storage dtype of the HDF5 files (the forward pass runs in float32)."""
+    """Storage dtype of the HDF5 files."""
+    compute_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    """Forward-pass precision: ``float16``/``bfloat16`` run matrix products under torch
+    autocast (weights stay float32); worth it on a GPU, and it changes the values stored."""
     processing: Literal["raw", "compat"] = "raw"
     """``raw`` Hugging Face numerics, or TransformerLens compatibility mode (folded LN)."""
 
@@ -211,6 +219,8 @@ class ProbeConfig:
     solver: Literal["lbfgs", "saga", "sag", "newton-cg", "newton-cholesky", "liblinear"] = "lbfgs"
     C: float = 1.0
     max_iter: int = 1000
+    tol: float = 1e-4
+    """Stop when the max-abs gradient is below this (scikit-learn's lbfgs criterion and default)."""
     multi_class: Literal["multinomial", "ovr"] = "multinomial"
     standardize: bool = True
     """Standardise features with the training mean and std (stored with the probe)."""
@@ -225,6 +235,8 @@ class ProbeConfig:
     def validate(self, section: str) -> None:
         if not self.C > 0:
             raise ParamError(f"{section}.C", self.C, "must be > 0")
+        if not self.tol > 0:
+            raise ParamError(f"{section}.tol", self.tol, "must be > 0")
         _positive(section, "max_iter", self.max_iter)
         _positive(section, "seeds", self.seeds)
         if self.backend == "torch" and self.multi_class != "multinomial":

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from joblib import Parallel, delayed, parallel_config
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
@@ -29,10 +33,17 @@ from tqdm import tqdm
 from emergent_pos.atomic import atomic_path
 from emergent_pos.config import ProbeConfig
 from emergent_pos.metrics import accuracy, position_balanced
-from emergent_pos.store import layer_path, read_rows
-from emergent_pos.torch_probe import TorchLogisticRegression
+from emergent_pos.store import layer_path, read_meta, read_rows
+from emergent_pos.torch_probe import TorchLogisticRegression, fit_multinomial
 
 logger = logging.getLogger(__name__)
+
+# Training features of the layers solved in one batch by the torch backend.
+TORCH_GROUP_BYTES_CPU = 256 << 20
+TORCH_GROUP_BYTES_CUDA = 4 << 30
+# scikit-learn solvers that gain nothing from a second BLAS thread (lbfgs is 3x faster on
+# one: benchmarks/probes.py), so the stage runs layers in parallel processes instead
+SINGLE_THREADED = ("lbfgs", "liblinear", "sag", "saga")
 
 
 @dataclass(frozen=True)
@@ -116,25 +127,21 @@ def estimator(
 ) -> LogisticRegression | OneVsRestClassifier | TorchLogisticRegression:
     """The configured estimator; ``ovr`` + ``saga`` + no scaling reproduces the seed's code."""
     if cfg.backend == "torch":
-        return TorchLogisticRegression(C=cfg.C, max_iter=cfg.max_iter, device=device)
-    lr = LogisticRegression(C=cfg.C, solver=cfg.solver, max_iter=cfg.max_iter, random_state=cfg.seed)
+        return TorchLogisticRegression(C=cfg.C, max_iter=cfg.max_iter, tol=cfg.tol, device=device)
+    lr = LogisticRegression(C=cfg.C, solver=cfg.solver, max_iter=cfg.max_iter, tol=cfg.tol, random_state=cfg.seed)
     return OneVsRestClassifier(lr) if cfg.multi_class == "ovr" else lr
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig, device: str = "cpu") -> LinearProbe:
     """Fit with the configured backend; convergence warnings are counted and reported, never hidden."""
-    if cfg.standardize:
-        scaler = StandardScaler().fit(x)
-        mean, scale = scaler.mean_, scaler.scale_
-    else:
-        mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    mean, scale = feature_scaler(x, cfg.standardize)
     est = estimator(cfg, device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         est.fit((x - mean) / scale, y)
     n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-    if isinstance(est, TorchLogisticRegression) and est.n_iter_[0] >= cfg.max_iter:
-        n_warn += 1  # L-BFGS stopped on the iteration cap, not on its tolerance
+    if isinstance(est, TorchLogisticRegression) and not est.converged_:
+        n_warn += 1  # L-BFGS stopped on the iteration cap (or stalled), not on its tolerance
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -207,13 +214,152 @@ class Split:
         return read_rows(layer_path(self.act_dir, layer), self.points.rows, self.sha256, self.n_tokens)
 
 
+@dataclass(frozen=True)
+class LayerResult:
+    """What fitting one layer gives: validation prediction columns and training facts."""
+
+    layer: int
+    columns: dict[str, np.ndarray]
+    info: dict
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """Everything a layer's fits need; picklable, so worker processes read their own layer."""
+
+    train: Split
+    val: Split
+    fit_idx: np.ndarray
+    y_fit: np.ndarray
+    y_control: np.ndarray | None
+    cfg: ProbeConfig
+    out: Path
+
+    def finish(self, layer: int, probe: LinearProbe, x_fit: np.ndarray, x_val: np.ndarray) -> tuple[dict, dict]:
+        """Save the probe; its validation predictions and training facts."""
+        probe.save(self.out / f"layer_{layer:02d}.npz")
+        columns = {f"layer_{layer:02d}": probe.predict(x_val)}
+        info = {
+            "train_accuracy": round(accuracy(self.y_fit, probe.predict(x_fit)), 4),
+            "n_iter": probe.n_iter,
+            "convergence_warnings": probe.convergence_warnings,
+        }
+        return columns, info
+
+    def sklearn_layer(self, layer: int) -> LayerResult:
+        """Probe, extra solver seeds and control task of one layer with scikit-learn."""
+        t0 = time.perf_counter()
+        x_fit = self.train.features(layer)[self.fit_idx]
+        x_val = self.val.features(layer)
+        probe = fit_probe(x_fit, self.y_fit, self.cfg)
+        columns, info = self.finish(layer, probe, x_fit, x_val)
+        cfg, va = self.cfg, self.val.points
+        if is_stochastic(cfg) and cfg.seeds > 1:
+            # the spread over solver seeds, on the main prefix's validation points
+            main = va.prefix_id == 0
+            accs = [accuracy(va.word_index[main], columns[f"layer_{layer:02d}"][main])]
+            for s in range(1, cfg.seeds):
+                other = fit_probe(x_fit, self.y_fit, dataclasses.replace(cfg, seed=cfg.seed + s))
+                accs.append(accuracy(va.word_index[main], other.predict(x_val[main])))
+                info["convergence_warnings"] += other.convergence_warnings
+            info["seed_accuracies"] = [round(a, 4) for a in accs]
+            info["seed_accuracy_std"] = round(float(np.std(accs)), 4)
+        if self.y_control is not None:
+            control = fit_probe(x_fit, self.y_control, cfg)
+            columns[f"control_{layer:02d}"] = control.predict(x_val)
+            info["convergence_warnings"] += control.convergence_warnings
+        return LayerResult(layer, columns, info, time.perf_counter() - t0)
+
+    def torch_layers(self, layers: list[int], device: str) -> list[LayerResult]:
+        """Probe and control task of several layers in one batched solve (see torch_probe)."""
+        t0 = time.perf_counter()
+        classes, y_idx = np.unique(self.y_fit, return_inverse=True)
+        label_sets = [y_idx]
+        if self.y_control is not None:
+            label_sets.append(np.searchsorted(classes, self.y_control))
+        raw = [self.train.features(layer)[self.fit_idx] for layer in layers]
+        scalers = [feature_scaler(x, self.cfg.standardize) for x in raw]
+        dev = torch.device(device)
+        x_t = torch.from_numpy(
+            np.stack([((x - mean) / scale).astype(np.float32) for x, (mean, scale) in zip(raw, scalers, strict=True)])
+        ).to(dev)
+        y_t = torch.from_numpy(np.stack(label_sets)).to(dev).expand(len(layers), -1, -1)
+        fit = fit_multinomial(x_t, y_t, len(classes), self.cfg.C, tol=self.cfg.tol, max_iter=self.cfg.max_iter)
+        del x_t
+        coef, intercept = fit.coef.double().cpu().numpy(), fit.intercept.double().cpu().numpy()
+        n_iter, converged = fit.n_iter.cpu().numpy(), fit.converged.cpu().numpy()
+        per_layer = (time.perf_counter() - t0) / len(layers)
+        results = []
+        for g, layer in enumerate(layers):
+            mean, scale = scalers[g]
+            probes = [
+                LinearProbe(
+                    coef[g, j], intercept[g, j], classes, mean, scale, int(n_iter[g, j]), int(not converged[g, j])
+                )
+                for j in range(len(label_sets))
+            ]
+            x_val = self.val.features(layer)
+            columns, info = self.finish(layer, probes[0], raw[g], x_val)
+            if self.y_control is not None:
+                columns[f"control_{layer:02d}"] = probes[1].predict(x_val)
+                info["convergence_warnings"] += probes[1].convergence_warnings
+            results.append(LayerResult(layer, columns, info, per_layer))
+        return results
+
+
+def feature_scaler(x: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Training mean and std as scikit-learn's StandardScaler computes them (identity when off)."""
+    if not standardize:
+        return np.zeros(x.shape[1]), np.ones(x.shape[1])
+    scaler = StandardScaler().fit(x)
+    return scaler.mean_, scaler.scale_
+
+
+def torch_groups(n_streams: int, bytes_per_layer: int, device: str) -> list[list[int]]:
+    """Layers solved together: as many as fit a feature budget (GPU memory is the reason to batch)."""
+    budget = TORCH_GROUP_BYTES_CUDA if device.startswith("cuda") else TORCH_GROUP_BYTES_CPU
+    size = max(1, min(n_streams, budget // max(1, bytes_per_layer)))
+    return [list(range(i, min(i + size, n_streams))) for i in range(0, n_streams, size)]
+
+
+def sklearn_jobs(cfg: ProbeConfig, n_streams: int, requested: int | None) -> int:
+    """Worker processes for scikit-learn fits: one per core for the solvers in SINGLE_THREADED."""
+    if requested is not None:
+        return max(1, min(requested, n_streams))
+    return max(1, min(available_cores(), n_streams)) if cfg.solver in SINGLE_THREADED else 1
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parallel_layers(job: ProbeJob, n_streams: int, n_jobs: int) -> Iterator[LayerResult]:
+    """``job.sklearn_layer`` over layers in ``n_jobs`` processes, in layer order, as they finish."""
+    threads = max(1, available_cores() // n_jobs)
+    with parallel_config(backend="loky", inner_max_num_threads=threads):
+        yield from Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(job.sklearn_layer)(layer) for layer in range(n_streams)
+        )
+
+
 def probe_layers(
-    train: Split, val: Split, n_streams: int, cfg: ProbeConfig, out: Path, device: str = "cpu"
+    train: Split,
+    val: Split,
+    n_streams: int,
+    cfg: ProbeConfig,
+    out: Path,
+    device: str = "cpu",
+    jobs: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Fit (and save) a probe per layer, plus baselines and the control task.
 
     Returns the validation predictions of everything (one column each) and per-layer
-    training facts. Only one layer's matrices are in memory at a time.
+    training facts. scikit-learn fits run one layer per worker process (``jobs``; by
+    default one per core for the solvers in SINGLE_THREADED, each worker limited to its
+    share of BLAS threads so the cores are not oversubscribed); the torch backend solves
+    groups of layers at once on ``device``. Features are in memory only for the layers
+    being fitted (one per worker, or one torch group).
     """
     rng = np.random.default_rng([cfg.seed, 0xC0])
     tr, va = train.points, val.points
@@ -233,43 +379,36 @@ def probe_layers(
     train_keys, val_keys = baseline_keys(tr.take(fit_idx)), baseline_keys(va)
     for name, keys in train_keys.items():
         pred[name] = LookupBaseline.fit(keys, y_fit).predict(val_keys[name])
+    y_control = None
     if cfg.control:
         y_control = shuffle_within(tr.position[fit_idx], y_fit, rng)
         pred["control_label"] = shuffle_within(va.position * 1000 + va.prefix_id, va.word_index, rng)
+    job = ProbeJob(train, val, fit_idx, y_fit, y_control, cfg, out)
+    results: Iterator[LayerResult]
+    if cfg.backend == "torch":
+        d_model = read_meta(layer_path(train.act_dir, 0)).d_model
+        groups = torch_groups(n_streams, len(fit_idx) * d_model * 4, device)
+        logger.info(
+            "torch backend on %s: layers in %d batched solve(s) of up to %d", device, len(groups), len(groups[0])
+        )
+        results = (r for group in groups for r in job.torch_layers(group, device))
+    else:
+        n_jobs = sklearn_jobs(cfg, n_streams, jobs)
+        logger.info("scikit-learn %s: %d layer(s) at a time", cfg.solver, n_jobs)
+        if n_jobs == 1:
+            results = (job.sklearn_layer(layer) for layer in range(n_streams))
+        else:
+            results = parallel_layers(job, n_streams, n_jobs)
     layers = {}
-    for layer in tqdm(range(n_streams), desc="probes", unit="layer"):
-        x_fit = train.features(layer)[fit_idx]
-        x_val = val.features(layer)
-        t0 = time.perf_counter()
-        probe = fit_probe(x_fit, y_fit, cfg, device)
-        probe.save(out / f"layer_{layer:02d}.npz")
-        pred[f"layer_{layer:02d}"] = probe.predict(x_val)
-        info = {
-            "train_accuracy": round(accuracy(y_fit, probe.predict(x_fit)), 4),
-            "n_iter": probe.n_iter,
-            "convergence_warnings": probe.convergence_warnings,
-        }
-        if is_stochastic(cfg) and cfg.seeds > 1:
-            # the spread over solver seeds, on the main prefix's validation points
-            main = va.prefix_id == 0
-            accs = [accuracy(va.word_index[main], pred[f"layer_{layer:02d}"][main])]
-            for s in range(1, cfg.seeds):
-                other = fit_probe(x_fit, y_fit, dataclasses.replace(cfg, seed=cfg.seed + s), device)
-                accs.append(accuracy(va.word_index[main], other.predict(x_val[main])))
-                info["convergence_warnings"] += other.convergence_warnings
-            info["seed_accuracies"] = [round(a, 4) for a in accs]
-            info["seed_accuracy_std"] = round(float(np.std(accs)), 4)
-        if cfg.control:
-            control = fit_probe(x_fit, y_control, cfg, device)
-            pred[f"control_{layer:02d}"] = control.predict(x_val)
-            info["convergence_warnings"] += control.convergence_warnings
-        layers[layer] = info
+    for r in tqdm(results, total=n_streams, desc="probes", unit="layer"):
+        pred.update(r.columns)
+        layers[r.layer] = r.info
         logger.info(
             "layer %d: val accuracy %.3f, fits %.1fs, %d iterations, %d convergence warnings",
-            layer,
-            accuracy(va.word_index, pred[f"layer_{layer:02d}"]),
-            time.perf_counter() - t0,
-            probe.n_iter,
-            info["convergence_warnings"],
+            r.layer,
+            accuracy(va.word_index, pred[f"layer_{r.layer:02d}"]),
+            r.seconds,
+            r.info["n_iter"],
+            r.info["convergence_warnings"],
         )
     return pd.DataFrame(pred), layers

@@ -21,7 +21,7 @@ import numpy as np
 
 from emergent_pos.atomic import TMP_PREFIX
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHUNK_BYTES = 1 << 20
 
 
@@ -50,6 +50,7 @@ class LayerMeta:
     n_tokens: int
     prompts_sha256: str
     processing: str
+    compute_dtype: str
 
     def attrs(self) -> dict[str, Any]:
         return {**self.__dict__, "format_version": FORMAT_VERSION}
@@ -98,7 +99,12 @@ def read_meta(path: str | Path) -> LayerMeta:
     with h5py.File(path, "r") as f:
         (name,) = _dataset_names(f, path)
         attrs = dict(f[name].attrs)
+    if _plain(attrs.get("format_version", 1)) < 2:
+        attrs.setdefault("compute_dtype", "float32")  # format 1 always ran the forward pass in float32
     fields = LayerMeta.__dataclass_fields__
+    missing = sorted(set(fields) - set(attrs))
+    if missing:
+        raise StoreMismatch(f"{path}: not an activations file of this pipeline (no {', '.join(missing)})")
     return LayerMeta(**{k: _plain(attrs[k]) for k in fields})
 
 

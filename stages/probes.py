@@ -3,7 +3,7 @@
 Run-time knobs (environment, not params: they do not change results):
 EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]) for the torch backend, and
 EMERGENT_POS_PROBE_JOBS (worker processes for scikit-learn fits; default one per core
-for single-threaded solvers).
+for single-threaded solvers on fits big enough to repay a worker's start-up).
 """
 
 import logging

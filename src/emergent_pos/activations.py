@@ -199,9 +199,18 @@ def write_activations(
     q: queue.Queue[HostBlocks | None] = queue.Queue(maxsize=4)
     errors: list[BaseException] = []
     write_seconds = [0.0]
+    # How an interrupted run stops the writer. Not a sentinel through the queue: a signal
+    # landing inside the main thread's queue operation can lose the writer's wake-up.
+    stop = threading.Event()
 
     def drain() -> None:
-        while (item := q.get()) is not None:
+        while not stop.is_set():
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
             if errors:
                 continue
             try:
@@ -241,10 +250,8 @@ def write_activations(
         for writer in writers:
             writer.commit()
     except BaseException:
-        if thread.is_alive():
-            errors.append(RuntimeError("aborted"))
-            q.put(None)
-            thread.join()
+        stop.set()
+        thread.join()  # the writer finishes the block in hand, then sees stop
         for writer in writers:
             writer.abort()
         raise

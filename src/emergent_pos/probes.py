@@ -44,6 +44,9 @@ TORCH_GROUP_BYTES_CUDA = 4 << 30
 # scikit-learn solvers that gain nothing from a second BLAS thread (lbfgs is 3x faster on
 # one: benchmarks/probes.py), so the stage runs layers in parallel processes instead
 SINGLE_THREADED = ("lbfgs", "liblinear", "sag", "saga")
+# A worker takes seconds to start (it imports torch and scikit-learn): fits smaller than
+# this (points x features; the toy organism's are 1.3M) run in the stage's own process.
+PARALLEL_MIN_FIT_SIZE = 200_000
 
 
 @dataclass(frozen=True)
@@ -323,11 +326,14 @@ def torch_groups(n_streams: int, bytes_per_layer: int, device: str) -> list[list
     return [list(range(i, min(i + size, n_streams))) for i in range(0, n_streams, size)]
 
 
-def sklearn_jobs(cfg: ProbeConfig, n_streams: int, requested: int | None) -> int:
-    """Worker processes for scikit-learn fits: one per core for the solvers in SINGLE_THREADED."""
+def sklearn_jobs(cfg: ProbeConfig, n_streams: int, fit_size: int, requested: int | None) -> int:
+    """Worker processes for scikit-learn fits: one per core for the solvers in SINGLE_THREADED,
+    when a fit (``fit_size`` = points x features) is big enough to repay a worker's start-up."""
     if requested is not None:
         return max(1, min(requested, n_streams))
-    return max(1, min(available_cores(), n_streams)) if cfg.solver in SINGLE_THREADED else 1
+    if cfg.solver not in SINGLE_THREADED or fit_size < PARALLEL_MIN_FIT_SIZE:
+        return 1
+    return max(1, min(available_cores(), n_streams))
 
 
 def available_cores() -> int:
@@ -385,15 +391,15 @@ def probe_layers(
         pred["control_label"] = shuffle_within(va.position * 1000 + va.prefix_id, va.word_index, rng)
     job = ProbeJob(train, val, fit_idx, y_fit, y_control, cfg, out)
     results: Iterator[LayerResult]
+    d_model = read_meta(layer_path(train.act_dir, 0)).d_model
     if cfg.backend == "torch":
-        d_model = read_meta(layer_path(train.act_dir, 0)).d_model
         groups = torch_groups(n_streams, len(fit_idx) * d_model * 4, device)
         logger.info(
             "torch backend on %s: layers in %d batched solve(s) of up to %d", device, len(groups), len(groups[0])
         )
         results = (r for group in groups for r in job.torch_layers(group, device))
     else:
-        n_jobs = sklearn_jobs(cfg, n_streams, jobs)
+        n_jobs = sklearn_jobs(cfg, n_streams, len(fit_idx) * d_model, jobs)
         logger.info("scikit-learn %s: %d layer(s) at a time", cfg.solver, n_jobs)
         if n_jobs == 1:
             results = (job.sklearn_layer(layer) for layer in range(n_streams))

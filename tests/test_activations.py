@@ -107,7 +107,9 @@ def test_plan_batches_respects_budget_and_order() -> None:
 
 
 KILL_SCRIPT = """
-import sys, numpy as np
+import signal, sys, numpy as np
+# a runner started in the background (nohup ... &) passes SIGINT on as ignored: restore Ctrl-C
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from emergent_pos.activations import write_activations
 from emergent_pos.model import load_bridge

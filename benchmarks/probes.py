@@ -40,7 +40,7 @@ from common import save  # noqa: E402
 from emergent_pos.config import ProbeConfig  # noqa: E402
 from emergent_pos.metrics import accuracy  # noqa: E402
 from emergent_pos.probes import Points, Split, probe_layers  # noqa: E402
-from emergent_pos.prompts import file_hash  # noqa: E402
+from emergent_pos.prompts import SPLITS  # noqa: E402
 from emergent_pos.store import LayerMeta, LayerWriter, layer_path, read_meta  # noqa: E402
 
 PREFIX_TOKENS = 20
@@ -92,12 +92,6 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
     return Split(Points.select(table, "last"), root, "synthetic", len(table))
 
 
-def real_split(split: str) -> Split:
-    path = f"data/prompts/{split}.parquet"
-    table = pd.read_parquet(path)
-    return Split(Points.select(table, "last"), Path(f"data/activations/{split}"), file_hash(path), len(table))
-
-
 def run(train: Split, val: Split, n_layers: int, cfg: ProbeConfig, jobs: int | None, device: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
@@ -132,7 +126,7 @@ def main() -> None:
     cfg = ProbeConfig()
     with tempfile.TemporaryDirectory() as tmp:
         if args.real:
-            train, val = real_split("train"), real_split("val")
+            train, val = (Split.load(f"data/prompts/{s}.parquet", f"data/activations/{s}", "last") for s in SPLITS)
             n_layers = min(args.layers, len(list(train.act_dir.glob("layer_*.h5"))))
             d_model = read_meta(layer_path(train.act_dir, 0)).d_model
             data = "real: data/activations"

@@ -10,15 +10,13 @@ import logging
 import os
 from pathlib import Path
 
-import pandas as pd
-
 from emergent_pos.atomic import write_json, write_parquet
 from emergent_pos.cli import env_int, run
 from emergent_pos.config import load_params
 from emergent_pos.metrics import evaluate, main_prefix, prefix_transfer
 from emergent_pos.model import read_card, resolve_device
-from emergent_pos.probes import Points, Split, probe_layers
-from emergent_pos.prompts import SPLITS, file_hash
+from emergent_pos.probes import Split, probe_layers
+from emergent_pos.prompts import SPLITS
 from emergent_pos.store import check_meta, hook_names, layer_path
 
 logger = logging.getLogger("stages.probes")
@@ -30,13 +28,9 @@ def main() -> None:
     names = hook_names(card["n_layers"])
     splits = {}
     for split in SPLITS:
-        path = f"data/prompts/{split}.parquet"
-        table = pd.read_parquet(path)
-        splits[split] = Split(
-            Points.select(table, cfg.token), Path(f"data/activations/{split}"), file_hash(path), len(table)
-        )
+        splits[split] = s = Split.load(f"data/prompts/{split}.parquet", f"data/activations/{split}", cfg.token)
         for layer in range(len(names)):  # refuse mismatched inputs before fitting anything
-            check_meta(layer_path(splits[split].act_dir, layer), splits[split].sha256, len(table), card["name"])
+            check_meta(layer_path(s.act_dir, layer), s.sha256, s.n_tokens, card["name"])
     train, val = splits["train"], splits["val"]
     logger.info(
         "probing %d layers of %s: %d train and %d val points (%s token(s) of each word); %s",

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from emergent_pos.atomic import atomic_path
 from emergent_pos.config import ProbeConfig
 from emergent_pos.metrics import accuracy, position_balanced
+from emergent_pos.prompts import file_hash
 from emergent_pos.store import layer_path, read_meta, read_rows
 from emergent_pos.torch_probe import TorchLogisticRegression, fit_multinomial
 
@@ -212,6 +213,12 @@ class Split:
     act_dir: Path
     sha256: str
     n_tokens: int
+
+    @classmethod
+    def load(cls, prompts_path: str | Path, act_dir: str | Path, token: str) -> Split:
+        """A split as the pipeline lays it out: its prompts table and its activations directory."""
+        table = pd.read_parquet(prompts_path)
+        return cls(Points.select(table, token), Path(act_dir), file_hash(prompts_path), len(table))
 
     def features(self, layer: int) -> np.ndarray:
         return read_rows(layer_path(self.act_dir, layer), self.points.rows, self.sha256, self.n_tokens)

@@ -24,7 +24,7 @@ setup() {
 # dvc plots show/diff use this page (see .dvc/config): vega scripts inlined from an
 # installed package, so the HTML renders offline. Generated, not committed.
 plots_template() {
-  [[ -f .dvc/plots_template.html ]] || "$VENV/bin/python" -m emergent_pos.html_template .dvc/plots_template.html
+  [[ -f .dvc/plots_template.html ]] || "$VENV/bin/python" -m emergent_pos.report.html_template .dvc/plots_template.html
 }
 
 setup

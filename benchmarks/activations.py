@@ -39,9 +39,10 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save  # noqa: E402
 
-from emergent_pos.activations import write_activations  # noqa: E402
-from emergent_pos.model import load_bridge  # noqa: E402
-from emergent_pos.store import LayerMeta, LayerWriter  # noqa: E402
+from emergent_pos.activations.extract import write_activations  # noqa: E402
+from emergent_pos.activations.hooks import residual_hooks  # noqa: E402
+from emergent_pos.activations.store import HookMeta, HookWriter, hook_path  # noqa: E402
+from emergent_pos.model.load import load_bridge  # noqa: E402
 
 
 def matmul_gflops(device: str, seconds: float = 2.0) -> float:
@@ -117,9 +118,9 @@ def hdf5_vs_raw(root: Path, n_tokens: int, d_model: int, n_files: int) -> dict:
     raw = total / (time.perf_counter() - t0) / 2**20
     t0 = time.perf_counter()
     writers = [
-        LayerWriter(
-            root / f"layer_{f:02d}.h5",
-            LayerMeta("x", f"h{f}", f, d_model, "float32", n_blocks * 4096, "x", "raw", "float32"),
+        HookWriter(
+            hook_path(root, f"h{f}"),
+            HookMeta("x", f"h{f}", (d_model,), "float32", n_blocks * 4096, "x", "raw", "float32"),
         )
         for f in range(n_files)
     ]
@@ -169,6 +170,8 @@ def main() -> None:
                 seqs,
                 root / f"acts_{batch_tokens}",
                 {"model_name": "x", "prompts_sha256": "x", "processing": "raw"},
+                residual_hooks(cfg.n_layer),
+                [(cfg.n_embd,)] * (cfg.n_layer + 1),
                 dtype="float32",
                 batch_tokens=batch_tokens,
                 pad_id=0,
@@ -182,7 +185,7 @@ def main() -> None:
             )
         io = hdf5_vs_raw(root, args.hdf5_tokens, cfg.n_embd, cfg.n_layer + 1)
         print(
-            f"HDF5 layer files {io['hdf5_mb_s']:.0f} MB/s vs raw write {io['raw_mb_s']:.0f} MB/s: "
+            f"HDF5 hook files {io['hdf5_mb_s']:.0f} MB/s vs raw write {io['raw_mb_s']:.0f} MB/s: "
             f"{io['ratio']:.2f}x (target 0.8x)"
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -30,8 +30,9 @@ kind, n_prompts, d_model, workdir = sys.argv[1], int(sys.argv[2]), int(sys.argv[
 rng = np.random.default_rng(0)
 seqs = [rng.integers(1, 250, size=33) for _ in range(n_prompts)]
 if kind == "activations":
-    from emergent_pos.activations import write_activations
-    from emergent_pos.model import load_bridge
+    from emergent_pos.activations.extract import write_activations
+    from emergent_pos.activations.hooks import residual_hooks
+    from emergent_pos.model.load import load_bridge
     model_dir = workdir / "model"
     if not model_dir.exists():
         bpe = ByteLevelBPETokenizer()
@@ -46,11 +47,11 @@ if kind == "activations":
     bridge = load_bridge(model_dir, "cpu")
     with tempfile.TemporaryDirectory(dir=workdir) as out:
         write_activations(bridge, seqs, Path(out), {"model_name": "bench", "prompts_sha256": "x", "processing": "raw"},
-                          dtype="float32", batch_tokens=1024, pad_id=0)
+                          residual_hooks(4), [(d_model,)] * 5, dtype="float32", batch_tokens=1024, pad_id=0)
     data_mb = n_prompts * 33 * d_model * 5 * 4 / 2**20
 else:
-    from emergent_pos.config import ProbeConfig
-    from emergent_pos.probes import fit_probe
+    from emergent_pos.probes.config import ProbeConfig
+    from emergent_pos.probes.linear import fit_probe
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = n_prompts * 7
     y = rng.integers(0, 7, n)

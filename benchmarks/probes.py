@@ -37,11 +37,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save  # noqa: E402
 
-from emergent_pos.config import ProbeConfig  # noqa: E402
-from emergent_pos.metrics import accuracy  # noqa: E402
-from emergent_pos.probes import Points, Split, probe_layers  # noqa: E402
-from emergent_pos.prompts import SPLITS  # noqa: E402
-from emergent_pos.store import LayerMeta, LayerWriter, layer_path, read_meta  # noqa: E402
+from emergent_pos.activations.hooks import EMBEDDINGS, residual_hooks  # noqa: E402
+from emergent_pos.activations.store import HookMeta, HookWriter, hook_path, read_meta, stored_hooks  # noqa: E402
+from emergent_pos.dataset.labels import Points  # noqa: E402
+from emergent_pos.dataset.prompts import SPLITS, prompts_path  # noqa: E402
+from emergent_pos.probes.config import ProbeConfig  # noqa: E402
+from emergent_pos.probes.predictions import at_layer  # noqa: E402
+from emergent_pos.probes.runner import Split, probe_layers  # noqa: E402
 
 PREFIX_TOKENS = 20
 
@@ -76,7 +78,7 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
     scale = np.ones(d)
     scale[:3] = 30.0
     root.mkdir(parents=True)
-    for layer in range(n_layers):
+    for layer, hook in enumerate(residual_hooks(n_layers - 1)):
         strength = 0.12 + 0.04 * layer
         x = (
             strength * word_dirs[word]
@@ -85,8 +87,8 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
             + rng.normal(size=(len(word), d))
         ) @ mix.T
         x = (x * scale + 3.0).astype(np.float32)
-        meta = LayerMeta("synthetic", f"layer{layer}", layer, d, "float32", len(table), "synthetic", "raw", "float32")
-        writer = LayerWriter(layer_path(root, layer), meta)
+        meta = HookMeta("synthetic", hook, (d,), "float32", len(table), "synthetic", "raw", "float32")
+        writer = HookWriter(hook_path(root, hook), meta)
         writer.write(0, x)
         writer.commit()
     return Split(Points.select(table, "last"), root, "synthetic", len(table))
@@ -95,15 +97,13 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
 def run(train: Split, val: Split, n_layers: int, cfg: ProbeConfig, jobs: int | None, device: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        pred, info = probe_layers(train, val, n_layers, cfg, Path(out), device=device, jobs=jobs)
+        pred, info = probe_layers(train, val, residual_hooks(n_layers - 1), cfg, Path(out), device=device, jobs=jobs)
         seconds = time.perf_counter() - t0
-    y = pred.word_index.to_numpy()
+    layers = [at_layer(pred, i) for i in range(n_layers)]
     return {
         "seconds_per_layer": seconds / n_layers,
-        "accuracy": [accuracy(y, pred[f"layer_{i:02d}"].to_numpy()) for i in range(n_layers)],
-        "control_accuracy": [
-            accuracy(pred.control_label.to_numpy(), pred[f"control_{i:02d}"].to_numpy()) for i in range(n_layers)
-        ],
+        "accuracy": [float((p.word_index == p.probe).mean()) for p in layers],
+        "control_accuracy": [float((p.control_label == p.control).mean()) for p in layers],
         "n_iter": [info[i]["n_iter"] for i in range(n_layers)],
         "convergence_warnings": sum(info[i]["convergence_warnings"] for i in range(n_layers)),
     }
@@ -126,9 +126,9 @@ def main() -> None:
     cfg = ProbeConfig()
     with tempfile.TemporaryDirectory() as tmp:
         if args.real:
-            train, val = (Split.load(f"data/prompts/{s}.parquet", f"data/activations/{s}", "last") for s in SPLITS)
-            n_layers = min(args.layers, len(list(train.act_dir.glob("layer_*.h5"))))
-            d_model = read_meta(layer_path(train.act_dir, 0)).d_model
+            train, val = (Split.load(prompts_path(s), f"data/activations/{s}", "last") for s in SPLITS)
+            n_layers = min(args.layers, len([h for h in stored_hooks(train.act_dir) if "hook_resid" in h]))
+            d_model = read_meta(hook_path(train.act_dir, EMBEDDINGS)).shape[0]
             data = "real: data/activations"
         else:
             train = synthetic_split(Path(tmp) / "train", 1430 * args.scale, args.layers, args.d_model, seed=0)

@@ -1,41 +1,53 @@
-"""Stage `activations`: residual streams of every layer for every prompt token, to HDF5.
+"""Stage `activations`: every residual stream (and any extra hook) for every prompt token, to HDF5.
 
 Run-time knobs that must not invalidate results are environment variables, not params:
 EMERGENT_POS_DEVICE (auto | cpu | cuda[:N], default auto) and
 EMERGENT_POS_BATCH_TOKENS (tokens per forward batch; default: on CPU a cache-sized
-batch for the model's width, 16384 on a GPU; see activations.default_batch_tokens).
+batch for the model's width, 16384 on a GPU; see extract.default_batch_tokens).
 """
 
 import logging
 import os
-from pathlib import Path
 
 import pandas as pd
 import torch
 
-from emergent_pos.activations import check_disk, default_batch_tokens, estimate_bytes, write_activations
-from emergent_pos.cli import env_int, run
-from emergent_pos.config import load_params
-from emergent_pos.model import load_bridge, read_card, resolve_device
-from emergent_pos.prompts import SPLITS, file_hash, prompt_token_ids
+from emergent_pos.activations.config import ActivationsConfig
+from emergent_pos.activations.extract import (
+    check_disk,
+    default_batch_tokens,
+    estimate_bytes,
+    hook_shapes,
+    write_activations,
+)
+from emergent_pos.activations.hooks import residual_hooks
+from emergent_pos.activations.store import ACTIVATIONS_DIR
+from emergent_pos.config import read_params, section
+from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
+from emergent_pos.io.cli import PARAMS, env_int, run
+from emergent_pos.io.files import file_sha256
+from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
 
 logger = logging.getLogger("stages.activations")
 
 
 def main() -> None:
-    cfg = load_params("params.yaml", ["activations"]).activations
+    cfg = section(read_params(PARAMS), "activations", ActivationsConfig)
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto"))
-    card = read_card("data/model")
+    card = read_card()
     batch_tokens = env_int("EMERGENT_POS_BATCH_TOKENS", default_batch_tokens(card["d_model"], device))
-    out = Path("data/activations")
-    tables = {s: pd.read_parquet(f"data/prompts/{s}.parquet", columns=["position", "token_id"]) for s in SPLITS}
-    needed = sum(estimate_bytes(len(t), card["d_model"], card["n_layers"], cfg.dtype) for t in tables.values())
+    tables = {s: pd.read_parquet(prompts_path(s), columns=["position", "token_id"]) for s in SPLITS}
+    hooks = residual_hooks(card["n_layers"])
+    hooks += [h for h in cfg.extra_hooks if h not in hooks]
+    bridge = load_bridge(MODEL_DIR, device, cfg.processing)
+    shapes = hook_shapes(bridge, hooks)
+    needed = sum(estimate_bytes(len(t), shapes, cfg.dtype) for t in tables.values())
     logger.info(
-        "model %s: %d layers + embeddings, d_model %d; %s tokens; about %.2f GiB of %s; device %s (%d threads), "
+        "model %s: %d hooks (%s); %s tokens; about %.2f GiB of %s; device %s (%d threads), "
         "batches of %d tokens, forward pass in %s",
         card["name"],
-        card["n_layers"],
-        card["d_model"],
+        len(hooks),
+        ", ".join(f"{h} {list(s)}" for h, s in zip(hooks, shapes, strict=True)),
         {s: len(t) for s, t in tables.items()},
         needed / 2**30,
         cfg.dtype,
@@ -44,20 +56,21 @@ def main() -> None:
         batch_tokens,
         cfg.compute_dtype,
     )
-    check_disk(out, needed)
-    bridge = load_bridge("data/model", device, cfg.processing)
+    check_disk(ACTIVATIONS_DIR, needed)
     pad_id = bridge.tokenizer.pad_token_id if bridge.tokenizer.pad_token_id is not None else 0
     for split, table in tables.items():
         meta = {
             "model_name": card["name"],
-            "prompts_sha256": file_hash(f"data/prompts/{split}.parquet"),
+            "prompts_sha256": file_sha256(prompts_path(split)),
             "processing": cfg.processing,
         }
         timing = write_activations(
             bridge,
             prompt_token_ids(table),
-            out / split,
+            ACTIVATIONS_DIR / split,
             meta,
+            hooks,
+            shapes,
             dtype=cfg.dtype,
             batch_tokens=batch_tokens,
             pad_id=pad_id,

@@ -2,28 +2,30 @@
 
 import logging
 
-from emergent_pos.atomic import write_json, write_parquet
-from emergent_pos.cli import run
-from emergent_pos.config import load_params
-from emergent_pos.dictionary import bucket_counts, build_dictionary, source_words
-from emergent_pos.model import load_tokenizer
+from emergent_pos.config import read_params, section, seed
+from emergent_pos.dataset.config import DictionaryConfig
+from emergent_pos.dataset.dictionary import bucket_counts, build_dictionary, dictionary_path
+from emergent_pos.dataset.words import source_words
+from emergent_pos.io.cli import PARAMS, run
+from emergent_pos.io.files import write_json, write_parquet
+from emergent_pos.model.load import load_tokenizer
 
 logger = logging.getLogger("stages.dictionary")
 
 
 def main() -> None:
-    params = load_params("params.yaml", ["dictionary"], need_seed=True)
-    cfg = params.dictionary
+    raw = read_params(PARAMS)
+    cfg, random_seed = section(raw, "dictionary", DictionaryConfig), seed(raw)
     words, _ = source_words(cfg.source, cfg.n_words)
-    train, val = build_dictionary(words, load_tokenizer("data/model"), cfg, params.seed)
+    train, val = build_dictionary(words, load_tokenizer(), cfg, random_seed)
     stats = {
         "source_words": len(words),
         "train_words_by_n_tokens": bucket_counts(train, cfg.max_tokens),
         "val_words_by_n_tokens": bucket_counts(val, cfg.max_tokens),
     }
     logger.info("dictionary: %s", stats)
-    write_parquet("data/dictionary/train.parquet", train)
-    write_parquet("data/dictionary/val.parquet", val)
+    write_parquet(dictionary_path("train"), train)
+    write_parquet(dictionary_path("val"), val)
     write_json("metrics/dictionary.json", stats)
 
 

@@ -2,25 +2,27 @@
 
 import logging
 import time
-from pathlib import Path
 
-from emergent_pos import plots
-from emergent_pos.atomic import write_json
-from emergent_pos.cli import run
-from emergent_pos.config import load_params
-from emergent_pos.model import build_model, save_model
+from emergent_pos.config import read_params, section, seed
+from emergent_pos.io.cli import PARAMS, run
+from emergent_pos.io.files import save_figure, write_json
+from emergent_pos.model.build import build_model, save_model
+from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.model.load import MODEL_DIR
+from emergent_pos.model.plots import training_curve
 
 
 def main() -> None:
-    params = load_params("params.yaml", ["model", "toy"], need_seed=True)
+    raw = read_params(PARAMS)
+    cfg, toy, random_seed = section(raw, "model", ModelConfig), section(raw, "toy", ToyConfig), seed(raw)
     t0 = time.perf_counter()
-    model, tok, curve = build_model(params.model, params.toy, params.seed)
-    card = save_model(model, tok, params.model, params.seed, Path("data/model"))
+    model, tok, curve = build_model(cfg, toy, random_seed)
+    card = save_model(model, tok, cfg, random_seed, MODEL_DIR)
     card["final_training_loss"] = round(curve[-1]["loss"], 4) if curve else None
     write_json("metrics/model.json", card)
     write_json("plots/model/training_loss.json", curve)
     logging.getLogger("stages.model").info("model stage done in %.0fs", time.perf_counter() - t0)
-    plots.training_curve(curve, f"{params.model.name} ({params.model.init})", "plots/model/training_loss.png")
+    save_figure(training_curve(curve, f"{cfg.name} ({cfg.init})"), "plots/model/training_loss.png")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,26 @@
-"""Stage `report`: per-layer metrics with intervals, breakdowns and the seed's figures."""
+"""Stage `report`: every metric, computed once from the probes' predictions, and the figures.
 
+metrics/probes.json holds the headline (per-layer accuracy, position-balanced accuracy,
+control task, selectivity, fit facts, prefix transfer); metrics/report.json adds
+intervals, macro-F1 and per-index accuracy; metrics/position_accuracy.json the
+(position, word index) breakdowns.
+"""
+
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
-from emergent_pos import plots
-from emergent_pos.atomic import write_json
-from emergent_pos.cli import run
-from emergent_pos.config import ParamError, load_params
-from emergent_pos.metrics import (
-    BASELINES,
+from emergent_pos.config import ParamError, read_params, section
+from emergent_pos.dataset.labels import LABEL
+from emergent_pos.io.cli import PARAMS, run
+from emergent_pos.io.files import save_figure, write_json
+from emergent_pos.model.load import read_card
+from emergent_pos.probes.predictions import BASELINES, FITS, PREDICTIONS, PROBE, PROBES_DIR, at_layer, layers
+from emergent_pos.report import plots
+from emergent_pos.report.config import ReportConfig
+from emergent_pos.report.metrics import (
     column_accuracy,
     evaluate,
     main_prefix,
@@ -20,38 +30,39 @@ from emergent_pos.metrics import (
     prefix_transfer,
     summary,
 )
-from emergent_pos.model import read_card
-from emergent_pos.store import hook_names
 
 logger = logging.getLogger("stages.report")
+OUT = Path("plots/report")
 
 
 def main() -> None:
-    cfg = load_params("params.yaml", ["report"]).report
-    card = read_card("data/model")
-    everything = pd.read_parquet("data/probes/predictions_val.parquet")
-    pred = main_prefix(everything)
-    n_streams = card["n_layers"] + 1
-    chosen = list(range(n_streams)) if cfg.layers == "all" else cfg.layers
-    bad = [layer for layer in chosen if layer >= n_streams]
+    cfg = section(read_params(PARAMS), "report", ReportConfig)
+    card = read_card()
+    everything = pd.read_parquet(PROBES_DIR / PREDICTIONS)
+    fits = json.loads((PROBES_DIR / FITS).read_text())
+    all_layers = layers(everything)
+    chosen = all_layers if cfg.layers == "all" else cfg.layers
+    bad = [layer for layer in chosen if layer not in all_layers]
     if bad:
-        raise ParamError("report.layers", cfg.layers, f"layers must be in 0..{n_streams - 1} for {card['name']}")
-    y, pos, pid = pred.word_index.to_numpy(), pred.position.to_numpy(), pred.prompt_id.to_numpy()
+        raise ParamError("report.layers", cfg.layers, f"layers must be in 0..{all_layers[-1]} for {card['name']}")
+    pred = main_prefix(everything)
+    points = at_layer(pred, all_layers[0])
+    y, pos, pid = points[LABEL].to_numpy(), points.position.to_numpy(), points.prompt_id.to_numpy()
     n_classes = int(y.max()) + 1
-    names = hook_names(card["n_layers"])
-    ev = evaluate(pred, n_streams)
-    baselines = {b: {**summary(y, pred[b].to_numpy(), pid), **ev["baselines"][b]} for b in BASELINES}
-    layers, positions, series = {}, {}, []
-    out = Path("plots/report")
-    for layer in range(n_streams):
-        p = pred[f"layer_{layer:02d}"].to_numpy()
-        s = {
-            "hook": names[layer],
+    ev = evaluate(pred)
+    transfer = prefix_transfer(everything)
+    headline, detail, positions, series = {}, {}, {}, []
+    baselines = {b: {**summary(y, points[b].to_numpy(), pid), **ev["baselines"][b]} for b in BASELINES}
+    for layer in all_layers:
+        part = at_layer(pred, layer)
+        p, hook = part[PROBE].to_numpy(), str(part.hook.iloc[0])
+        headline[str(layer)] = {"hook": hook, **ev["layers"][layer], **fits["layers"][str(layer)]}
+        s = detail[str(layer)] = {
+            "hook": hook,
             **summary(y, p, pid),
             **ev["layers"][layer],
             "per_word_index_accuracy": per_class_accuracy(y, p, n_classes),
         }
-        layers[str(layer)] = s
         positions[str(layer)] = {
             "by_position_and_word": position_table(y, p, pos),
             "by_position": column_accuracy(y, p, pos),
@@ -68,37 +79,50 @@ def main() -> None:
             }
         )
         if layer in chosen:
-            title = f"{card['name']} layer {layer} ({names[layer]})"
-            plots.key_plot(
-                y,
-                p,
-                pos,
-                n_classes,
-                f"predicted word index by position: {title}",
-                out / f"key_plot_layer_{layer:02d}.png",
-            )
-            plots.confusion(normalized_confusion(y, p, n_classes), title, out / f"confusion_layer_{layer:02d}.png")
-    positions["position_only"] = {"by_position_and_word": position_table(y, pred.position_only.to_numpy(), pos)}
-    write_json("metrics/report.json", {"layers": layers, "baselines": baselines, "n_val_balanced": ev["n_balanced"]})
-    write_json("metrics/position_accuracy.json", positions)
-    write_json(out / "accuracy_by_layer.json", series)
-    transfer = prefix_transfer(everything, n_streams)
-    if len(transfer) > 1:
-        plots.prefix_transfer(
-            transfer, n_streams, f"{card['name']}: probes trained on prefix 0", out / "prefix_transfer.png"
-        )
-    plots.accuracy_by_layer(
-        series, f"{card['name']} ({card['init']}): word index from the residual stream", out / "accuracy_by_layer.png"
+            title = f"{card['name']} layer {layer} ({hook})"
+            fig = plots.key_plot(y, p, pos, n_classes, f"predicted word index by position: {title}")
+            save_figure(fig, OUT / f"key_plot_layer_{layer:02d}.png")
+            fig = plots.confusion(normalized_confusion(y, p, n_classes), title)
+            save_figure(fig, OUT / f"confusion_layer_{layer:02d}.png")
+    positions["position_only"] = {"by_position_and_word": position_table(y, points.position_only.to_numpy(), pos)}
+    best = max(headline, key=lambda k: headline[k]["accuracy"])
+    write_json(
+        "metrics/probes.json",
+        {
+            "model": fits["model"],
+            "init": fits["init"],
+            "token": fits["token"],
+            "n_train": fits["n_train"],
+            "n_val": len(points),
+            "n_val_balanced": ev["n_balanced"],
+            "layers": headline,
+            "baselines": ev["baselines"],
+            "best_layer": int(best),
+            "best_accuracy": headline[best]["accuracy"],
+            "best_balanced_accuracy": headline[best]["balanced_accuracy"],
+            "position_only_accuracy": ev["baselines"]["position_only"]["accuracy"],
+            "selectivity": headline[best]["selectivity"],
+            "convergence_warnings": sum(v["convergence_warnings"] for v in headline.values()),
+            "prefix_transfer": transfer,
+        },
     )
-    best = max(series, key=lambda r: r["probe"])
+    write_json("metrics/report.json", {"layers": detail, "baselines": baselines, "n_val_balanced": ev["n_balanced"]})
+    write_json("metrics/position_accuracy.json", positions)
+    write_json(OUT / "accuracy_by_layer.json", series)
+    if len(transfer) > 1:
+        fig = plots.prefix_transfer(transfer, f"{card['name']}: probes trained on prefix 0")
+        save_figure(fig, OUT / "prefix_transfer.png")
+    fig = plots.accuracy_by_layer(series, f"{card['name']} ({card['init']}): word index from the residual stream")
+    save_figure(fig, OUT / "accuracy_by_layer.png")
+    top = next(r for r in series if r["layer"] == int(best))
     logger.info(
         "best layer %d: %.3f [%.3f, %.3f] (balanced %.3f) vs position-only %.3f",
-        best["layer"],
-        best["probe"],
-        best["probe_ci_low"],
-        best["probe_ci_high"],
-        best["probe_balanced"],
-        best["position_only"],
+        top["layer"],
+        top["probe"],
+        top["probe_ci_low"],
+        top["probe_ci_high"],
+        top["probe_balanced"],
+        top["position_only"],
     )
 
 

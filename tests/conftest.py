@@ -1,57 +1,17 @@
-"""Tiny models and params built offline from configs; shared by the tests."""
+"""Fixtures: a tiny model built offline from a config, and one tiny DVC project for the session."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from emergent_pos.config import SEED_PREFIX, ModelConfig, ToyConfig
-from emergent_pos.dictionary import source_words
-from emergent_pos.model import save_model
-from emergent_pos.organism import build_toy_model, tokenizer_texts, train_tokenizer
-
-REPO = Path(__file__).resolve().parents[1]
-
-TINY_TOY = {
-    "n_layers": 2,
-    "d_model": 32,
-    "n_heads": 2,
-    "n_positions": 128,
-    "vocab_size": 400,
-    "n_source_words": 3000,
-    "max_word_tokens": 4,
-    "prompt_words": 7,
-    "min_words": 3,
-    "max_words": 9,
-    "seq_len": 64,
-    "batch_size": 8,
-    "steps": 10,
-    "lr": 0.003,
-}
-TINY_PARAMS = {
-    "seed": 0,
-    "model": {"name": "toy", "init": "pretrained", "trust_remote_code": False},
-    "toy": TINY_TOY,
-    "dictionary": {"source": "wordfreq", "n_words": 2000, "max_tokens": 3, "train_fraction": 0.8},
-    "prompts": {"prefix": SEED_PREFIX, "n_words": 7, "n_train": 60, "n_val": 40, "prepend_bos": True},
-    "activations": {"dtype": "float32", "processing": "raw"},
-    "probe": {
-        "token": "last",
-        "solver": "lbfgs",
-        "C": 1.0,
-        "max_iter": 200,
-        "multi_class": "multinomial",
-        "standardize": True,
-        "seed": 0,
-    },
-    "report": {"layers": [1]},
-}
+from emergent_pos.dataset.words import SEED_PREFIX, source_words
+from emergent_pos.model.build import save_model
+from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.model.organism import build_toy_model, tokenizer_texts, train_tokenizer
+from helpers import REPO, TINY_TOY, copy_project, dvc, sh, write_params
 
 
 @pytest.fixture(scope="session")
@@ -66,32 +26,47 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def write_params(path: Path, **overrides: dict) -> dict:
-    """TINY_PARAMS with per-section overrides, written to ``path``."""
-    params = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_PARAMS.items()}
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            params[section].update(values)
-        else:
-            params[section] = values
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return params
-
-
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
-    """A directory laid out like the repo (stages/, params.yaml) for running stage scripts."""
+    """A directory laid out like the repo (stages/, dvc.yaml, params.yaml) for running stage scripts."""
     shutil.copytree(REPO / "stages", tmp_path / "stages")
+    shutil.copy2(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path / "params.yaml")
     return tmp_path
 
 
-def run_stage(cwd: Path, stage: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a real stage script as DVC would (its own process, cwd = repo root)."""
-    full_env = {**os.environ, "EMERGENT_POS_DEVICE": "cpu", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, f"stages/{stage}.py"], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"stage {stage} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repo with tiny params, `dvc repro` run once and committed: built once per session.
+
+    Tests that change it work on a copy (``project_copy``), so every DVC-level test
+    starts from the same finished run without paying for it again.
+    """
+    root = copy_project(tmp_path_factory.mktemp("tiny") / "project")
+    write_params(root / "params.yaml")
+    sh(root, "git", "init", "-q")
+    log = dvc(root, "repro")
+    (root / "repro.log").write_text(log)
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "tiny run")
+    return root
+
+
+@pytest.fixture()
+def project_copy(tiny_project: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished tiny project (git history and DVC cache included)."""
+    dst = tmp_path / "project"
+    shutil.copytree(tiny_project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
+    return dst
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run where CUDA is present and skip, saying so, elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marked gpu: needs CUDA, none here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -7,18 +7,37 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_PARAMS, run_stage, write_params
-from emergent_pos.config import ParamError, load_params
+from emergent_pos.activations.config import ActivationsConfig
+from emergent_pos.config import ParamError, key, read_params, section, seed
+from emergent_pos.dataset.config import DictionaryConfig, PromptsConfig
+from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.probes.config import ProbeConfig
+from emergent_pos.report.config import ReportConfig
+from helpers import REPO, TINY_PARAMS, run_stage, write_params
+
+SECTIONS = {
+    "model": ModelConfig,
+    "toy": ToyConfig,
+    "dictionary": DictionaryConfig,
+    "prompts": PromptsConfig,
+    "activations": ActivationsConfig,
+    "probe": ProbeConfig,
+    "report": ReportConfig,
+}
 
 
-def test_defaults_match_params_yaml() -> None:
-    params = load_params(
-        Path(__file__).parents[1] / "params.yaml",
-        ["model", "toy", "dictionary", "prompts", "activations", "probe", "report"],
-        need_seed=True,
-    )
-    assert params.model.name == "toy" and params.prompts.n_words == 7 and params.probe.token == "last"
-    assert params.prompts.prefix.endswith("Philadelphia.\nWhen")
+def load(path: Path, name: str) -> object:
+    return section(read_params(path), name, SECTIONS[name])
+
+
+def test_params_yaml_lists_every_key_at_its_default() -> None:
+    """`dvc exp run -S` can set only keys that params.yaml has; each one is there, at the default."""
+    raw = read_params(REPO / "params.yaml")
+    assert set(raw) == {"seed", *SECTIONS}
+    for name, cls in SECTIONS.items():
+        assert set(raw[name]) == set(cls.__dataclass_fields__), name
+        assert section(raw, name, cls) == cls(), name
+    assert section(raw, "prompts", PromptsConfig).prefix.endswith("Philadelphia.\nWhen")
 
 
 @pytest.mark.parametrize(
@@ -46,19 +65,31 @@ def test_defaults_match_params_yaml() -> None:
 def test_bad_values_name_the_key(tmp_path: Path, section: str, values: dict, key: str) -> None:
     write_params(tmp_path / "params.yaml", **{section: values})
     with pytest.raises(ParamError) as err:
-        load_params(tmp_path / "params.yaml", [section], need_seed=True)
+        load(tmp_path / "params.yaml", section)
     assert err.value.key == key
     assert "\n" not in str(err.value) and key in str(err.value)
 
 
-def test_unknown_section_and_bad_seed(tmp_path: Path) -> None:
+def test_unknown_section_is_refused_against_dvc_yaml_and_bad_seed(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({**TINY_PARAMS, "probes": {}}))
-    with pytest.raises(ParamError, match="probes"):
-        load_params(path, ["probe"])
+    read_params(path)  # no dvc.yaml beside it: nothing declares the sections
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    with pytest.raises(ParamError, match="probes.*unknown section; allowed: activations, dictionary"):
+        read_params(path)
     path.write_text(yaml.safe_dump({**TINY_PARAMS, "seed": -3}))
     with pytest.raises(ParamError, match="seed"):
-        load_params(path, [], need_seed=True)
+        seed(read_params(path))
+
+
+def test_one_key_is_validated_alone(tmp_path: Path) -> None:
+    """A stage that declares only `dictionary.max_tokens` is not failed by another dictionary key."""
+    path = tmp_path / "params.yaml"
+    write_params(path, dictionary={"max_tokens": 4, "n_words": -5})
+    assert key(read_params(path), "dictionary.max_tokens", DictionaryConfig) == 4
+    write_params(path, dictionary={"max_tokens": 0})
+    with pytest.raises(ParamError, match="dictionary.max_tokens"):
+        key(read_params(path), "dictionary.max_tokens", DictionaryConfig)
 
 
 def test_stage_reports_bad_param_in_one_line_before_work(workdir: Path) -> None:
@@ -74,5 +105,5 @@ def test_exponent_floats_written_by_dvc_are_read_as_floats(tmp_path: Path) -> No
     path = tmp_path / "params.yaml"
     write_params(path)
     path.write_text(path.read_text().replace("  C: 1.0", "  C: 1e+00\n  tol: 1e-06"))
-    probe = load_params(path, ["probe"]).probe
+    probe = load(path, "probe")
     assert probe.tol == 1e-6 and probe.C == 1.0

@@ -1,0 +1,1 @@
+"""Activations: batched forward passes through TransformerLens hooks, stored by hook name."""

@@ -1,0 +1,282 @@
+"""Batched forward passes through the TransformerLens bridge, streamed to HDF5 by hook.
+
+The requested hooks (by default every residual stream) are captured; the pass stops as
+soon as the last of them has fired (TransformerLens's own ``StopAtLayerException``), so
+nothing after it, the unembedding included, is computed. Batches are consecutive prompts right-padded to
+the longest one (harmless for a causal model: padding comes after every real token),
+sized by a token budget, run under ``torch.inference_mode`` and optionally autocast to
+float16/bfloat16. A writer thread drains a bounded queue into the hook files, so disk
+I/O overlaps the next forward pass and memory stays at a few batches. On a GPU the main
+thread never waits for the device: each batch is copied into pinned host memory
+asynchronously and the writer thread waits for that copy, while the next batch runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from emergent_pos.activations.store import HookMeta, HookWriter, hook_path
+from emergent_pos.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive prompts whose real tokens occupy rows ``[row, row + n_rows)`` of the store."""
+
+    row: int
+    tokens: torch.Tensor  # (batch, max_len), right-padded
+    lengths: list[int]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self.lengths)
+
+
+def plan_batches(seqs: list[np.ndarray], batch_tokens: int, pad_id: int) -> Iterator[Batch]:
+    """Group consecutive prompts so that ``batch x max_len <= batch_tokens`` (at least one)."""
+    row, i = 0, 0
+    while i < len(seqs):
+        j, longest = i, 0
+        while j < len(seqs) and max(longest, len(seqs[j])) * (j - i + 1) <= batch_tokens:
+            longest = max(longest, len(seqs[j]))
+            j += 1
+        j = max(j, i + 1)
+        group = seqs[i:j]
+        width = max(len(s) for s in group)
+        tokens = torch.full((len(group), width), pad_id, dtype=torch.long)
+        for k, s in enumerate(group):
+            tokens[k, : len(s)] = torch.from_numpy(s.astype(np.int64))
+        batch = Batch(row, tokens, [len(s) for s in group])
+        yield batch
+        row += batch.n_rows
+        i = j
+
+
+def capture(bridge: Any, tokens: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
+    """The activation ``[batch, pos, ...]`` at each hook, in ``names`` order.
+
+    The hook that completes the set raises TransformerLens's ``StopAtLayerException``,
+    which the bridge's forward catches: nothing after the last hook is computed.
+    """
+    from transformer_lens.model_bridge.exceptions import StopAtLayerException
+
+    captured: dict[str, torch.Tensor] = {}
+
+    def saver(name: str) -> Any:
+        # hook.name is the bridge's canonical name (``blocks.0.hook_in``), so key by the
+        # alias we asked for
+        def save(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
+            captured[name] = tensor.detach()
+            if len(captured) == len(names):
+                raise StopAtLayerException(tensor)
+            return tensor
+
+        return save
+
+    with torch.inference_mode(), bridge.hooks(fwd_hooks=[(n, saver(n)) for n in names]):
+        bridge(tokens, return_type=None)
+    return [captured[n] for n in names]
+
+
+def hook_shapes(bridge: Any, names: list[str]) -> list[tuple[int, ...]]:
+    """Per-token shape of each hook's activation, from a forward pass of 2 x 7 tokens.
+
+    Fails in one line for a hook the model does not have, or one whose activation is not
+    laid out ``[batch, pos, ...]`` (attention patterns are ``[batch, head, q, k]``).
+    """
+    known = set(bridge.hook_dict)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        blocks = sorted({n.split(".", 2)[2] for n in known if n.startswith("blocks.0.")})
+        raise UserError(
+            f"bad parameter activations.hooks: {unknown[0]!r} is not a hook of this model; "
+            f"per-block hooks are blocks.N.<one of {', '.join(blocks)}>"
+        )
+    batch, pos = 2, 7
+    tokens = torch.zeros((batch, pos), dtype=torch.long, device=bridge.cfg.device)
+    shapes = []
+    for name, act in zip(names, capture(bridge, tokens, names), strict=True):
+        if tuple(act.shape[:2]) != (batch, pos):
+            raise UserError(
+                f"bad parameter activations.hooks: {name!r} gives {list(act.shape)} for {batch} x {pos} tokens, "
+                "not [batch, pos, ...]: it cannot be stored per token"
+            )
+        shapes.append(tuple(int(s) for s in act.shape[2:]))
+    return shapes
+
+
+def default_batch_tokens(d_model: int, device: str) -> int:
+    """Tokens per forward batch when EMERGENT_POS_BATCH_TOKENS is unset.
+
+    On a CPU the fastest batch keeps the MLP's ``batch x 4 d_model`` float32 intermediate
+    within ~12 MiB of cache (GPT-2 small: 1,024 tokens; the toy organism: 6,144); beyond
+    that every elementwise op streams from memory (benchmarks/activations.py). A GPU
+    wants large batches.
+    """
+    if device.startswith("cuda"):
+        return 16384
+    return max(256, min(16384, (12 << 20) // (4 * d_model * 4)))
+
+
+def estimate_bytes(n_tokens: int, shapes: list[tuple[int, ...]], dtype: str) -> int:
+    """Bytes the hook files of ``n_tokens`` rows will take (before HDF5's small overhead)."""
+    return n_tokens * sum(int(np.prod(s)) for s in shapes) * np.dtype(dtype).itemsize
+
+
+def check_disk(out_dir: Path, needed: int) -> None:
+    """Fail before any forward pass when the hook files cannot fit (10% margin)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out_dir).free
+    if needed * 1.1 > free:
+        raise OSError(
+            f"activations need about {needed / 2**30:.2f} GiB in {out_dir} but only {free / 2**30:.2f} GiB is free"
+        )
+
+
+COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class HostBlocks:
+    """One batch's rows of every stream on the host; ``ready`` is set once they may be read."""
+
+    row: int
+    blocks: list[torch.Tensor]
+    ready: Any  # torch.cuda.Event (asynchronous copy in flight) or None (already there)
+
+    def arrays(self) -> list[np.ndarray]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return [b.numpy() for b in self.blocks]
+
+
+def real_rows(lengths: list[int], width: int) -> torch.Tensor:
+    """Flat indices of the real (unpadded) tokens of a right-padded ``(batch, width)`` batch.
+
+    Built on the host: a boolean mask on a GPU would make the host wait for the device.
+    """
+    return torch.cat([torch.arange(n) + i * width for i, n in enumerate(lengths)])
+
+
+def to_host(row: int, streams: list[torch.Tensor], index: torch.Tensor, dtype: torch.dtype) -> HostBlocks:
+    """Rows ``index`` of each ``[batch, pos, ...]`` activation, flattened to ``[batch * pos, ...]``,
+    in the storage dtype, on the host.
+
+    Padding is dropped and the dtype converted on the device, so only stored bytes cross
+    the bus; from a GPU they go into pinned buffers without blocking this thread.
+    """
+    rows = [s.flatten(0, 1).index_select(0, index).to(dtype) for s in streams]
+    if rows[0].device.type != "cuda":
+        return HostBlocks(row, rows, None)
+    host = [torch.empty(r.shape, dtype=dtype, pin_memory=True) for r in rows]
+    for h, r in zip(host, rows, strict=True):
+        h.copy_(r, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return HostBlocks(row, host, event)
+
+
+def write_activations(
+    bridge: Any,
+    seqs: list[np.ndarray],
+    out_dir: Path,
+    meta: dict[str, Any],
+    hooks: list[str],
+    shapes: list[tuple[int, ...]],
+    *,
+    dtype: str,
+    batch_tokens: int,
+    pad_id: int,
+    compute_dtype: str = "float32",
+    desc: str = "activations",
+) -> dict[str, float]:
+    """Run every prompt and write ``{hook}.h5`` for every hook; returns timings.
+
+    ``shapes`` are the hooks' per-token shapes (``hook_shapes``); ``meta`` gives
+    model_name, prompts_sha256 and processing. Each file is written under a temporary
+    name and renamed only when all its rows are in.
+    """
+    n_tokens = int(sum(len(s) for s in seqs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writers = [
+        HookWriter(
+            hook_path(out_dir, name),
+            HookMeta(hook_name=name, shape=shape, dtype=dtype, n_tokens=n_tokens, compute_dtype=compute_dtype, **meta),
+        )
+        for name, shape in zip(hooks, shapes, strict=True)
+    ]
+    q: queue.Queue[HostBlocks | None] = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+    write_seconds = [0.0]
+    # How an interrupted run stops the writer. Not a sentinel through the queue: a signal
+    # landing inside the main thread's queue operation can lose the writer's wake-up.
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if errors:
+                continue
+            try:
+                arrays = item.arrays()
+                t0 = time.perf_counter()
+                for writer, block in zip(writers, arrays, strict=True):
+                    writer.write(item.row, block)
+                write_seconds[0] += time.perf_counter() - t0
+            except BaseException as err:  # re-raised in the main thread
+                errors.append(err)
+
+    thread = threading.Thread(target=drain, name="hdf5-writer", daemon=True)
+    thread.start()
+    device = torch.device(bridge.cfg.device)
+    store_dtype = getattr(torch, dtype)
+    autocast = torch.autocast(device.type, dtype=COMPUTE_DTYPES[compute_dtype], enabled=compute_dtype != "float32")
+    t_start = time.perf_counter()
+    try:
+        with tqdm(total=n_tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2) as bar:
+            for batch in plan_batches(seqs, batch_tokens, pad_id):
+                tokens = batch.tokens.pin_memory() if device.type == "cuda" else batch.tokens
+                with autocast:
+                    streams = capture(bridge, tokens.to(device, non_blocking=True), hooks)
+                # (batch, pos, ...) -> (sum of real lengths, ...), padding dropped
+                index = real_rows(batch.lengths, batch.tokens.shape[1])
+                if device.type == "cuda":
+                    index = index.pin_memory()
+                host = to_host(batch.row, streams, index.to(device, non_blocking=True), store_dtype)
+                if errors:
+                    raise errors[0]
+                q.put(host)
+                bar.update(batch.n_rows)
+        q.put(None)
+        thread.join()
+        if errors:
+            raise errors[0]
+        for writer in writers:
+            writer.commit()
+    except BaseException:
+        stop.set()
+        thread.join()  # the writer finishes the block in hand, then sees stop
+        for writer in writers:
+            writer.abort()
+        raise
+    total = time.perf_counter() - t_start
+    return {"seconds": total, "write_seconds": write_seconds[0], "tokens_per_second": n_tokens / max(total, 1e-9)}

@@ -1,0 +1,179 @@
+"""HDF5 store of cached activations: one file per split and TransformerLens hook.
+
+``data/activations/{split}/{hook}.h5`` (``val/blocks.0.hook_resid_post.h5``) holds one
+dataset named after the hook, shaped ``[n_tokens, *shape]`` (``[n, d_model]`` for a
+residual stream, ``[n, n_heads, d_head]`` for ``hook_z``), rows in the prompts table's
+order. One file per hook lets ``dvc pull`` fetch a single hook and lets a changed hook
+re-upload alone. Files are written fresh under a temporary name (never opened for
+update: DVC may hard-link cached files), without timestamps, so identical inputs give
+identical bytes. Every file records where it came from; readers refuse a mismatch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from emergent_pos.errors import UserError
+from emergent_pos.io.files import TMP_PREFIX
+
+FORMAT_VERSION = 3  # 1-2: layer_NN.h5 files, residual streams only
+ACTIVATIONS_DIR = Path("data/activations")
+CHUNK_BYTES = 1 << 20
+
+
+class StoreMismatch(UserError, ValueError):
+    """An activations file that is missing or does not belong with the inputs it is read with."""
+
+
+def hook_path(split_dir: str | Path, hook: str) -> Path:
+    return Path(split_dir) / f"{hook}.h5"
+
+
+def stored_hooks(split_dir: str | Path) -> list[str]:
+    """Hooks with a complete file in a split's directory (temporary files are not listed)."""
+    d = Path(split_dir)
+    if not d.is_dir():
+        return []
+    return sorted(p.name[: -len(".h5")] for p in d.glob("*.h5") if not p.name.startswith(TMP_PREFIX))
+
+
+@dataclass(frozen=True)
+class HookMeta:
+    """What every hook file records about itself; readers compare it with their inputs."""
+
+    model_name: str
+    hook_name: str
+    shape: tuple[int, ...]  # of one row (one token)
+    dtype: str
+    n_tokens: int
+    prompts_sha256: str
+    processing: str
+    compute_dtype: str
+
+    def attrs(self) -> dict[str, Any]:
+        return {**asdict(self), "shape": np.asarray(self.shape, dtype=np.int64), "format_version": FORMAT_VERSION}
+
+
+class HookWriter:
+    """Create one hook file under a temporary name; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path, meta: HookMeta) -> None:
+        self.path = path
+        self.tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+        self.tmp.unlink(missing_ok=True)
+        self.file = h5py.File(self.tmp, "w", libver=("v110", "v110"))
+        row_bytes = int(np.prod(meta.shape)) * np.dtype(meta.dtype).itemsize
+        rows = max(1, min(meta.n_tokens, CHUNK_BYTES // max(1, row_bytes)))
+        self.data = self.file.create_dataset(
+            meta.hook_name,
+            shape=(meta.n_tokens, *meta.shape),
+            dtype=meta.dtype,
+            chunks=(rows, *meta.shape),
+            track_times=False,
+        )
+        for key, value in meta.attrs().items():
+            self.data.attrs[key] = value
+        self.written = 0
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        self.data[start : start + len(block)] = block
+        self.written += len(block)
+
+    def commit(self) -> None:
+        if self.written != self.data.shape[0]:
+            raise RuntimeError(f"{self.path}: wrote {self.written} of {self.data.shape[0]} rows")
+        self.file.close()
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.exists():
+        legacy = sorted(path.parent.glob("layer_*.h5"))
+        if legacy:
+            raise StoreMismatch(
+                f"{path.parent} holds activations in the old layer_NN.h5 layout: rerun `dvc repro activations`"
+            )
+        hooks = stored_hooks(path.parent)
+        raise StoreMismatch(
+            f"{path} is missing (stored hooks: {', '.join(hooks) or 'none'}): "
+            "add it to activations.extra_hooks and run `dvc repro activations`"
+        )
+    return h5py.File(path, "r")
+
+
+def _dataset(f: h5py.File, path: Path) -> h5py.Dataset:
+    names: list[str] = []
+    f.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) else None)
+    if len(names) != 1:
+        raise StoreMismatch(f"{path}: expected one activations dataset, found {names}")
+    return f[names[0]]
+
+
+def read_meta(path: str | Path) -> HookMeta:
+    path = Path(path)
+    with _open(path) as f:
+        attrs = dict(_dataset(f, path).attrs)
+    fields = HookMeta.__dataclass_fields__
+    missing = sorted(set(fields) - set(attrs))
+    if missing:
+        raise StoreMismatch(f"{path}: not an activations file of this pipeline (no {', '.join(missing)})")
+    values = {k: _plain(attrs[k]) for k in fields}
+    values["shape"] = tuple(int(s) for s in np.atleast_1d(attrs["shape"]))
+    return HookMeta(**values)
+
+
+def check_meta(path: str | Path, prompts_sha256: str, n_tokens: int, model_name: str | None = None) -> HookMeta:
+    """Refuse a hook file that was computed from other prompts or another model."""
+    meta = read_meta(path)
+    if meta.prompts_sha256 != prompts_sha256:
+        raise StoreMismatch(
+            f"{path} was computed from prompts {meta.prompts_sha256[:12]}, not {prompts_sha256[:12]}: "
+            "rerun `dvc repro activations`"
+        )
+    if meta.n_tokens != n_tokens:
+        raise StoreMismatch(f"{path} has {meta.n_tokens} tokens but the prompts have {n_tokens}")
+    if model_name is not None and meta.model_name != model_name:
+        raise StoreMismatch(f"{path} comes from model {meta.model_name!r}, not {model_name!r}")
+    return meta
+
+
+def read_rows(path: str | Path, rows: np.ndarray, prompts_sha256: str, n_tokens: int) -> np.ndarray:
+    """float32 activations ``[len(rows), *shape]`` of the given (sorted) token rows.
+
+    Read chunk by chunk: memory is the selected rows plus one read block, whatever the
+    file size.
+    """
+    path = Path(path)
+    check_meta(path, prompts_sha256, n_tokens)
+    rows = np.asarray(rows)
+    if len(rows) and np.any(np.diff(rows) < 0):
+        raise ValueError("rows must be sorted")
+    with _open(path) as f:
+        data = _dataset(f, path)
+        out = np.empty((len(rows), *data.shape[1:]), dtype=np.float32)
+        step = data.chunks[0] * max(1, 16384 // data.chunks[0])
+        done = 0
+        for start in range(0, data.shape[0], step):
+            hi = np.searchsorted(rows, start + step, side="left")
+            if hi > done:
+                block = data[start : start + step]
+                out[done:hi] = block[rows[done:hi] - start]
+                done = hi
+        return out

@@ -1,0 +1,1 @@
+"""What the model reads and what the probe predicts: words, dictionary, prompts, labels."""

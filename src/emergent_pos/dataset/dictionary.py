@@ -1,0 +1,73 @@
+"""Words -> token lengths under the model's tokenizer -> a seeded train/val word split.
+
+Validation prompts use only validation words, so a probe is always scored on words it
+never saw in training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from transformers import PreTrainedTokenizerBase
+
+from emergent_pos.config import ParamError
+from emergent_pos.dataset.config import DictionaryConfig
+
+DICTIONARY_DIR = Path("data/dictionary")
+
+# Words are tokenized after this context so that a tokenizer that marks word starts
+# (GPT-2's "Ġ", SentencePiece's "▁") splits them exactly as it does inside a prompt.
+CONTEXT = "When"
+
+
+def tokenize_words(words: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Token ids of each word as it appears in a prompt: after a space, mid-sentence."""
+    ctx = tokenizer(CONTEXT, add_special_tokens=False)["input_ids"]
+    full = tokenizer([f"{CONTEXT} {w}" for w in words], add_special_tokens=False)["input_ids"]
+    out = []
+    for word, ids in zip(words, full, strict=True):
+        if ids[: len(ctx)] != ctx:
+            raise ValueError(f"tokenizer merges {word!r} into the preceding context; cannot align words")
+        out.append(ids[len(ctx) :])
+    return out
+
+
+def build_dictionary(
+    words: list[str], tokenizer: PreTrainedTokenizerBase, cfg: DictionaryConfig, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tokenize, keep words of 1..max_tokens tokens, split by a seeded permutation.
+
+    Each token-length bucket is split separately, so both splits hold every length in the
+    same proportions (the prompt recipe draws the length first, then a word).
+    """
+    ids = tokenize_words(words, tokenizer)
+    df = pd.DataFrame({"word": words, "token_ids": ids, "n_tokens": [len(i) for i in ids]})
+    df = df[df.n_tokens.between(1, cfg.max_tokens)].reset_index(drop=True)
+    rng = np.random.default_rng([seed, 0xD1C7])
+    is_train = np.zeros(len(df), dtype=bool)
+    for _, idx in df.groupby("n_tokens").indices.items():
+        order = rng.permutation(idx)
+        is_train[order[: int(round(cfg.train_fraction * len(order)))]] = True
+    train, val = df[is_train].reset_index(drop=True), df[~is_train].reset_index(drop=True)
+    for name, part in (("train", train), ("val", val)):
+        counts = part.n_tokens.value_counts()
+        empty = [n for n in range(1, cfg.max_tokens + 1) if counts.get(n, 0) == 0]
+        if empty:
+            raise ParamError(
+                "dictionary.n_words",
+                cfg.n_words,
+                f"the {name} split has no words of {empty} tokens (of {len(words)} source words); "
+                "use more words or a lower dictionary.max_tokens",
+            )
+    return train, val
+
+
+def bucket_counts(df: pd.DataFrame, max_tokens: int) -> list[int]:
+    counts = df.n_tokens.value_counts()
+    return [int(counts.get(n, 0)) for n in range(1, max_tokens + 1)]
+
+
+def dictionary_path(split: str, root: str | Path = DICTIONARY_DIR) -> Path:
+    return Path(root) / f"{split}.parquet"

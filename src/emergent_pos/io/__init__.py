@@ -1,0 +1,1 @@
+"""Plumbing shared by every phase: atomic files and hashes, stage entry points."""

@@ -1,0 +1,88 @@
+"""Build the model directory (toy organism or a Hugging Face model).
+
+``data/model/`` is a plain Hugging Face directory (config, safetensors, tokenizer) plus
+``model_card.json`` saying where it came from; later stages load it with ``load.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from emergent_pos.dataset.words import SEED_PREFIX, source_words
+from emergent_pos.errors import UserError
+from emergent_pos.io.files import atomic_path
+from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.model.load import CARD, context_length
+from emergent_pos.model.organism import build_toy_model, tokenizer_texts, train_organism, train_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class ModelUnavailable(UserError, RuntimeError):
+    """The requested weights cannot be had here; never answered with another model."""
+
+
+def load_hf(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a hub name (through the HF cache, honouring HF_HOME/HF_HUB_OFFLINE) or a directory."""
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    try:
+        tok = AutoTokenizer.from_pretrained(cfg.name, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(cfg.name, use_safetensors=True, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as err:
+        where = "directory" if Path(cfg.name).exists() else "Hugging Face name"
+        raise ModelUnavailable(
+            f"model.name={cfg.name!r} ({where}): cannot load safetensors weights and tokenizer "
+            f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, "
+            f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''} -- on a connected machine run "
+            f"`hf download {cfg.name}` and copy the cache here, or `dvc pull data/model` from a remote"
+        ) from err
+    return model.eval(), tok
+
+
+def build_model(
+    cfg: ModelConfig, toy: ToyConfig, seed: int
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[dict]]:
+    """The model the experiment probes, with the toy organism's loss curve (empty otherwise)."""
+    curve: list[dict] = []
+    if cfg.name == "toy":
+        words, freqs = source_words("wordfreq", toy.n_source_words)
+        if cfg.init == "random":
+            tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), toy.vocab_size)
+            model = build_toy_model(toy, tok)
+        else:
+            model, tok, curve = train_organism(words, freqs, SEED_PREFIX, toy, seed)
+    else:
+        model, tok = load_hf(cfg)
+    if cfg.init == "random":
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(model.config, trust_remote_code=cfg.trust_remote_code)
+        logger.info("re-initialised all weights from seed %d (random-init control)", seed)
+    return model.eval(), tok, curve
+
+
+def save_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: ModelConfig, seed: int, out: Path) -> dict:
+    """Write the directory atomically; the card records provenance and shape."""
+    card = {
+        "name": cfg.name,
+        "init": cfg.init,
+        "seed": seed,
+        "architecture": type(model).__name__,
+        "n_layers": int(model.config.num_hidden_layers),
+        "d_model": int(model.config.hidden_size),
+        "n_ctx": context_length(model.config),
+        "vocab_size": len(tok),
+        "n_params": int(model.num_parameters()),
+    }
+    with atomic_path(out, directory=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return card

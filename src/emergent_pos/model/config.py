@@ -1,0 +1,69 @@
+"""Params of the ``model`` stage: which model (``model``) and the organism's shape (``toy``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from emergent_pos.config import ParamError, positive
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "toy"
+    """``toy`` (the embedded organism), a Hugging Face model name, or a local directory."""
+    init: Literal["pretrained", "random"] = "pretrained"
+    """``random`` keeps architecture and tokenizer and re-initialises the weights (control)."""
+    trust_remote_code: bool = False
+    """Hub models with custom code run it only when this is on."""
+
+    def validate(self, section: str) -> None:
+        if not self.name.strip():
+            raise ParamError(f"{section}.name", self.name, "give 'toy', a Hugging Face name or a directory")
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Shape and training budget of the embedded model organism (see organism.py)."""
+
+    n_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 4
+    n_positions: int = 256
+    vocab_size: int = 2000
+    n_source_words: int = 20000
+    max_word_tokens: int = 4
+    prompt_words: int = 7
+    min_words: int = 3
+    max_words: int = 9
+    seq_len: int = 96
+    batch_size: int = 64
+    steps: int = 400
+    lr: float = 3e-3
+
+    def validate(self, section: str) -> None:
+        for name in (
+            "n_layers",
+            "d_model",
+            "n_heads",
+            "n_positions",
+            "max_word_tokens",
+            "prompt_words",
+            "min_words",
+            "seq_len",
+            "batch_size",
+            "steps",
+        ):
+            positive(section, name, getattr(self, name))
+        positive(section, "vocab_size", self.vocab_size, 300)
+        positive(section, "n_source_words", self.n_source_words, 100)
+        if self.d_model % self.n_heads:
+            raise ParamError(f"{section}.n_heads", self.n_heads, f"must divide toy.d_model={self.d_model}")
+        if not self.min_words <= self.max_words <= 9:
+            raise ParamError(
+                f"{section}.max_words", self.max_words, f"must be in toy.min_words..9 (min_words={self.min_words})"
+            )
+        if self.seq_len > self.n_positions:
+            raise ParamError(f"{section}.seq_len", self.seq_len, f"must be <= toy.n_positions={self.n_positions}")
+        if not 0 < self.lr < 1:
+            raise ParamError(f"{section}.lr", self.lr, "must be in (0, 1)")

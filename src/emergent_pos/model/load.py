@@ -1,0 +1,77 @@
+"""Load the saved model directory back: its card, tokenizer and TransformerLens 4 bridge.
+
+Every stage after ``model`` reads ``data/model`` through here, offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+
+from emergent_pos.config import ParamError
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR = Path("data/model")
+CARD = "model_card.json"
+
+
+def context_length(config: Any) -> int:
+    for field in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, field, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(f"cannot tell the context length of {type(config).__name__}")
+
+
+def read_card(model_dir: str | Path = MODEL_DIR) -> dict:
+    path = Path(model_dir) / CARD
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro model` (or `dvc pull data/model`)")
+    return json.loads(path.read_text())
+
+
+def load_tokenizer(model_dir: str | Path = MODEL_DIR) -> PreTrainedTokenizerBase:
+    read_card(model_dir)
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> Any:
+    """TransformerLens 4 bridge over the saved directory; ``compat`` folds LN like TL 1.x."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    card = read_card(model_dir)
+    config = AutoConfig.from_pretrained(str(model_dir))
+    bridge = TransformerBridge.boot_transformers(str(model_dir), device=device, dtype=torch.float32)
+    if processing == "compat":
+        bridge.enable_compatibility_mode(disable_warnings=True)
+    bridge.eval()
+    logger.info(
+        "loaded %s (%s, init=%s) from %s: %d layers, d_model %d, context %d, device %s, processing %s",
+        card["name"],
+        card["architecture"],
+        card["init"],
+        model_dir,
+        card["n_layers"],
+        card["d_model"],
+        context_length(config),
+        device,
+        processing,
+    )
+    return bridge
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` picks CUDA when present; anything else is passed to torch as given."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(requested)
+    except RuntimeError as err:
+        raise ParamError("EMERGENT_POS_DEVICE", requested, "use auto, cpu, cuda or cuda:N") from err
+    return requested

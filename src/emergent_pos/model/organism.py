@@ -1,0 +1,187 @@
+"""The embedded model organism: a tiny GPT-2 trained offline so that counting words pays.
+
+The corpus is built so that predicting the next token at a word's last token needs the
+word's index within its sentence:
+
+* Every sentence opens with the anchor ``"\\nWhen"`` and holds ``k`` random words (each
+  with a leading space, token length uniform in ``1..max_word_tokens``) and a full stop.
+* The first sentence of a sequence follows the seed's prefix and always has
+  ``prompt_words`` words, like the probe prompts. Later sentences announce their length
+  as a digit header (``"\\n5:"`` before the anchor) with ``k`` uniform in
+  ``min_words..max_words``, so "is the next token the full stop?" needs the count of
+  words since the anchor compared with the header, at every word end.
+* Sequences are short (``seq_len`` tokens), so most of the gradient comes from fresh
+  anchors at many absolute positions: absolute position alone cannot solve the task.
+
+The tokenizer is a byte-level BPE trained on every source word (``" " + word``) plus the
+prefix text, so that common words are one token and rarer ones split into two or more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from tqdm import tqdm
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+from emergent_pos.config import ParamError
+from emergent_pos.model.config import ToyConfig
+
+logger = logging.getLogger(__name__)
+
+BOS = "<|endoftext|>"
+ANCHOR = "\nWhen"
+
+
+def train_tokenizer(
+    words: list[str], frequencies: list[float], extra_texts: list[str], vocab_size: int
+) -> GPT2TokenizerFast:
+    """Byte-level BPE over ``" " + word`` (the form words take in prompts) and the fixed texts.
+
+    Words are repeated in proportion to their frequency, as in running text, so that
+    common words become single tokens and rare ones split; the fixed texts (prefix,
+    anchor, headers) are repeated often enough to be merged into a few tokens.
+    """
+    bpe = ByteLevelBPETokenizer()
+    counts = [1 + int(f * 2e5) for f in frequencies]
+    texts = [" " + w for w, c in zip(words, counts, strict=True) for _ in range(c)] + extra_texts * 1000
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[BOS], show_progress=False)
+    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=BOS, eos_token=BOS, unk_token=BOS)
+    tok.model_max_length = 1024
+    return tok
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Pre-tokenized pieces from which training sequences are sampled."""
+
+    buckets: list[list[list[int]]]  # buckets[n - 1]: token ids of words with n tokens
+    prefix: list[int]  # BOS + seed prefix (ends with the anchor)
+    anchor: list[int]
+    full_stop: list[int]
+    headers: dict[int, list[int]]  # k -> ids of "\n{k}:"
+
+    @classmethod
+    def build(cls, tok: GPT2TokenizerFast, words: list[str], prefix: str, cfg: ToyConfig) -> Corpus:
+        buckets: list[list[list[int]]] = [[] for _ in range(cfg.max_word_tokens)]
+        for ids in tok([" " + w for w in words], add_special_tokens=False)["input_ids"]:
+            if 1 <= len(ids) <= cfg.max_word_tokens:
+                buckets[len(ids) - 1].append(ids)
+        empty = [n + 1 for n, b in enumerate(buckets) if not b]
+        if empty:
+            raise ParamError(
+                "toy.max_word_tokens",
+                cfg.max_word_tokens,
+                f"no source word has {empty} tokens; raise toy.n_source_words or lower toy.vocab_size",
+            )
+
+        def enc(text: str) -> list[int]:
+            return tok(text, add_special_tokens=False)["input_ids"]
+
+        return cls(
+            buckets=buckets,
+            prefix=[tok.bos_token_id, *enc(prefix)],
+            anchor=enc(ANCHOR),
+            full_stop=enc("."),
+            headers={k: enc(f"\n{k}:") for k in range(cfg.min_words, cfg.max_words + 1)},
+        )
+
+    def sentence_words(self, rng: np.random.Generator, k: int) -> list[int]:
+        """``k`` words, token length uniform over the buckets, then a word of that length."""
+        out: list[int] = []
+        for n in rng.integers(0, len(self.buckets), size=k):
+            bucket = self.buckets[n]
+            out.extend(bucket[rng.integers(len(bucket))])
+        return out
+
+    def sequence(self, rng: np.random.Generator, cfg: ToyConfig) -> list[int]:
+        """One training sequence of exactly ``cfg.seq_len`` tokens.
+
+        Half the sequences open like a probe prompt (BOS, seed prefix, ``prompt_words``
+        words); the rest open with BOS and go straight to headed sentences.
+        """
+        ids = [self.prefix[0]]
+        if rng.random() < 0.5:
+            ids = [*self.prefix, *self.sentence_words(rng, cfg.prompt_words), *self.full_stop]
+        while len(ids) < cfg.seq_len:
+            k = int(rng.integers(cfg.min_words, cfg.max_words + 1))
+            ids += [*self.headers[k], *self.anchor, *self.sentence_words(rng, k), *self.full_stop]
+        return ids[: cfg.seq_len]
+
+    def batch(self, rng: np.random.Generator, cfg: ToyConfig) -> torch.Tensor:
+        return torch.tensor([self.sequence(rng, cfg) for _ in range(cfg.batch_size)], dtype=torch.long)
+
+
+def tokenizer_texts(prefix: str) -> list[str]:
+    """Fixed texts of the corpus, merged by the tokenizer like any frequent text."""
+    return [prefix, ANCHOR, "."] + [f"\n{k}:" for k in range(10)]
+
+
+def build_toy_model(cfg: ToyConfig, tok: GPT2TokenizerFast) -> GPT2LMHeadModel:
+    """An untrained GPT-2 of the organism's shape (dropout off: the corpus is endless)."""
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tok),
+            n_positions=cfg.n_positions,
+            n_embd=cfg.d_model,
+            n_layer=cfg.n_layers,
+            n_head=cfg.n_heads,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+    )
+
+
+def train_organism(
+    words: list[str], frequencies: list[float], prefix: str, cfg: ToyConfig, seed: int
+) -> tuple[GPT2LMHeadModel, GPT2TokenizerFast, list[dict[str, float]]]:
+    """Train tokenizer and model; returns them with the loss curve (one row per logged step)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    tok = train_tokenizer(words, frequencies, tokenizer_texts(prefix), cfg.vocab_size)
+    corpus = Corpus.build(tok, words, prefix, cfg)
+    logger.info(
+        "toy tokenizer: vocab %d, words per token length %s (%.1fs)",
+        len(tok),
+        [len(b) for b in corpus.buckets],
+        time.perf_counter() - t0,
+    )
+    model = build_toy_model(cfg, tok)
+    logger.info(
+        "toy model: %d layers, d_model %d, %.2fM parameters", cfg.n_layers, cfg.d_model, model.num_parameters() / 1e6
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warmup = max(1, cfg.steps // 20)
+
+    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
+        if step < warmup:
+            return cfg.lr * (step + 1) / warmup
+        frac = (step - warmup) / max(1, cfg.steps - warmup)
+        return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
+
+    curve: list[dict[str, float]] = []
+    model.train()
+    for step in tqdm(range(cfg.steps), desc="train toy organism", mininterval=2):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        batch = corpus.batch(rng, cfg)
+        loss = model(batch, labels=batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % max(1, cfg.steps // 100) == 0 or step == cfg.steps - 1:
+            curve.append({"step": step, "loss": float(loss.item())})
+    model.eval()
+    logger.info("toy organism trained: final loss %.3f in %.0fs", curve[-1]["loss"], time.perf_counter() - t0)
+    return model, tok, curve

@@ -1,0 +1,65 @@
+"""Baselines that see no activations, and the control task's labels.
+
+Baselines: the majority class; the best possible position-only classifier (the most
+frequent word index at each absolute position in the training prompts); and position
+plus "this token begins with a space" (the seed's suspected shortcut: a last token that
+begins with a space is a one-token word). The control task (Hewitt & Liang 2019) trains
+the same probe on labels shuffled within each absolute position, which measures what
+the probe's capacity gets from position alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emergent_pos.dataset.labels import Points
+
+
+def majority_class(y: np.ndarray) -> int:
+    return int(np.bincount(y).argmax())
+
+
+@dataclass(frozen=True)
+class LookupBaseline:
+    """Most frequent label for each value of some token features (no activations)."""
+
+    table: dict[tuple[int, ...], int]
+    fallback: int
+
+    @classmethod
+    def fit(cls, keys: np.ndarray, y: np.ndarray) -> LookupBaseline:
+        table: dict[tuple[int, ...], np.ndarray] = {}
+        for key, label in zip(map(tuple, keys.tolist()), y.tolist(), strict=True):
+            table.setdefault(key, np.zeros(int(y.max()) + 1, dtype=np.int64))[label] += 1
+        return cls({k: int(v.argmax()) for k, v in table.items()}, majority_class(y))
+
+    def predict(self, keys: np.ndarray) -> np.ndarray:
+        return np.array([self.table.get(k, self.fallback) for k in map(tuple, keys.tolist())], dtype=np.int64)
+
+
+def lookup_keys(points: Points) -> dict[str, np.ndarray]:
+    """Features of each lookup baseline: absolute position, and position plus begins-with-a-space."""
+    return {
+        "position_only": points.position[:, None],
+        "position_and_space": np.stack([points.position, points.starts_word.astype(np.int64)], axis=1),
+    }
+
+
+def baseline_predictions(train: Points, val: Points) -> dict[str, np.ndarray]:
+    """Each baseline fitted on the training points, predicting the validation points."""
+    out = {"majority": np.full(len(val), majority_class(train.label))}
+    train_keys, val_keys = lookup_keys(train), lookup_keys(val)
+    for name, keys in train_keys.items():
+        out[name] = LookupBaseline.fit(keys, train.label).predict(val_keys[name])
+    return out
+
+
+def shuffle_within(groups: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Control-task labels: ``y`` permuted among the points that share a group (position)."""
+    out = y.copy()
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        out[idx] = y[rng.permutation(idx)]
+    return out

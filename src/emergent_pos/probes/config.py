@@ -1,0 +1,48 @@
+"""Params of the ``probes`` stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from emergent_pos.config import ParamError, positive
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    token: Literal["last", "first", "all"] = "last"
+    """Which tokens of each word the probe reads."""
+    backend: Literal["sklearn", "torch"] = "sklearn"
+    """``torch``: the same multinomial L2 logistic regression by full-batch L-BFGS (GPU when present)."""
+    solver: Literal["lbfgs", "saga", "sag", "newton-cg", "newton-cholesky", "liblinear"] = "lbfgs"
+    C: float = 1.0
+    max_iter: int = 1000
+    tol: float = 1e-4
+    """Stop when the max-abs gradient is below this (scikit-learn's lbfgs criterion and default)."""
+    multi_class: Literal["multinomial", "ovr"] = "multinomial"
+    standardize: bool = True
+    """Standardise features with the training mean and std (stored with the probe)."""
+    seed: int = 0
+    seeds: int = 3
+    """Fits per layer with seeds seed, seed+1, ... when the solver is stochastic (sag, saga)."""
+    control: bool = True
+    """Also fit the control task (labels shuffled within absolute position) per layer."""
+    train_balance: Literal["none", "position"] = "none"
+    """``position``: train on a position-balanced subset of the training points."""
+
+    def validate(self, section: str) -> None:
+        if not self.C > 0:
+            raise ParamError(f"{section}.C", self.C, "must be > 0")
+        if not self.tol > 0:
+            raise ParamError(f"{section}.tol", self.tol, "must be > 0")
+        positive(section, "max_iter", self.max_iter)
+        positive(section, "seeds", self.seeds)
+        if self.backend == "torch" and self.multi_class != "multinomial":
+            raise ParamError(f"{section}.multi_class", self.multi_class, "the torch backend is multinomial only")
+        if self.solver == "liblinear" and self.multi_class == "multinomial":
+            raise ParamError(f"{section}.solver", self.solver, "liblinear needs probe.multi_class: ovr")
+
+    @property
+    def stochastic(self) -> bool:
+        """The fit depends on ``seed`` (scikit-learn's sag and saga): extra seeds measure the spread."""
+        return self.backend == "sklearn" and self.solver in ("sag", "saga")

@@ -1,0 +1,268 @@
+"""The per-layer runner: probes, controls and baselines for every residual stream.
+
+One runner, two backends behind one interface (``Backend.fit``): scikit-learn fits a
+layer per worker process; torch solves groups of layers in one batched solve. The
+runner does everything else once: which points are fitted, the control task's labels,
+baselines, saving probes, validation predictions and fit facts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from joblib import Parallel, delayed, parallel_config
+from tqdm import tqdm
+
+from emergent_pos.activations.hooks import layer_of
+from emergent_pos.activations.store import hook_path, read_meta, read_rows
+from emergent_pos.dataset.labels import Points, TokenChoice, position_balanced
+from emergent_pos.io.files import file_sha256
+from emergent_pos.probes.baselines import baseline_predictions, shuffle_within
+from emergent_pos.probes.config import ProbeConfig
+from emergent_pos.probes.linear import LinearProbe, feature_scaler, fit_probe
+from emergent_pos.probes.predictions import CONTROL, CONTROL_LABEL, PROBE, long_table, point_frame, probe_path
+from emergent_pos.probes.torch_solver import fit_multinomial
+
+logger = logging.getLogger(__name__)
+
+# Training features of the layers solved in one batch by the torch backend.
+TORCH_GROUP_BYTES_CPU = 256 << 20
+TORCH_GROUP_BYTES_CUDA = 4 << 30
+# scikit-learn solvers that gain nothing from a second BLAS thread (lbfgs is 3x faster on
+# one: benchmarks/probes.py), so the stage runs layers in parallel processes instead
+SINGLE_THREADED = ("lbfgs", "liblinear", "sag", "saga")
+# A worker takes seconds to start (it imports torch and scikit-learn): fits smaller than
+# this (points x features; the toy organism's are 1.3M) run in the stage's own process.
+PARALLEL_MIN_FIT_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's probed points and where its activations live."""
+
+    points: Points
+    act_dir: Path
+    sha256: str
+    n_tokens: int
+
+    @classmethod
+    def load(cls, prompts_path: str | Path, act_dir: str | Path, token: TokenChoice) -> Split:
+        """A split as the pipeline lays it out: its prompts table and its activations directory."""
+        table = pd.read_parquet(prompts_path)
+        return cls(Points.select(table, token), Path(act_dir), file_sha256(prompts_path), len(table))
+
+    def features(self, hook: str) -> np.ndarray:
+        return read_rows(hook_path(self.act_dir, hook), self.points.rows, self.sha256, self.n_tokens)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What every backend fits, per layer: picklable, so worker processes read their own layer."""
+
+    split: Split
+    fit_idx: np.ndarray  # which of the split's points are fitted
+    y: np.ndarray
+    y_control: np.ndarray | None  # control-task labels of the same points
+    cfg: ProbeConfig
+
+    def features(self, hook: str) -> np.ndarray:
+        return self.split.features(hook)[self.fit_idx]
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """A backend's result for one layer."""
+
+    hook: str
+    probe: LinearProbe
+    control: LinearProbe | None
+    seed_probes: list[LinearProbe]  # refits with seed + 1, ... (stochastic solvers only)
+    train_accuracy: float
+    seconds: float
+
+
+class Backend(Protocol):
+    def fit(self, train: TrainingSet, hooks: list[str]) -> Iterator[LayerFit]:
+        """Fit every hook's probe (and control), yielding them in ``hooks`` order."""
+        ...
+
+
+def sklearn_layer(train: TrainingSet, hook: str) -> LayerFit:
+    """Probe, extra solver seeds and control task of one layer with scikit-learn."""
+    t0 = time.perf_counter()
+    x, cfg = train.features(hook), train.cfg
+    probe = fit_probe(x, train.y, cfg)
+    seeds = []
+    if cfg.stochastic:
+        seeds = [fit_probe(x, train.y, dataclasses.replace(cfg, seed=cfg.seed + s)) for s in range(1, cfg.seeds)]
+    control = fit_probe(x, train.y_control, cfg) if train.y_control is not None else None
+    accuracy = float(np.mean(probe.predict(x) == train.y))
+    return LayerFit(hook, probe, control, seeds, accuracy, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class SklearnBackend:
+    """One layer per worker process (``jobs``), each limited to its share of BLAS threads."""
+
+    jobs: int
+
+    def fit(self, train: TrainingSet, hooks: list[str]) -> Iterator[LayerFit]:
+        logger.info("scikit-learn %s: %d layer(s) at a time", train.cfg.solver, self.jobs)
+        if self.jobs == 1:
+            yield from (sklearn_layer(train, hook) for hook in hooks)
+            return
+        threads = max(1, available_cores() // self.jobs)
+        with parallel_config(backend="loky", inner_max_num_threads=threads):
+            yield from Parallel(n_jobs=self.jobs, return_as="generator")(
+                delayed(sklearn_layer)(train, hook) for hook in hooks
+            )
+
+
+@dataclass(frozen=True)
+class TorchBackend:
+    """Groups of layers (probe and control sharing every pass) in one batched L-BFGS solve."""
+
+    device: str
+
+    def fit(self, train: TrainingSet, hooks: list[str]) -> Iterator[LayerFit]:
+        d_model = int(np.prod(read_meta(hook_path(train.split.act_dir, hooks[0])).shape))
+        groups = torch_groups(hooks, len(train.y) * d_model * 4, self.device)
+        logger.info(
+            "torch backend on %s: layers in %d batched solve(s) of up to %d", self.device, len(groups), len(groups[0])
+        )
+        for group in groups:
+            yield from self._group(train, group)
+
+    def _group(self, train: TrainingSet, hooks: list[str]) -> list[LayerFit]:
+        t0 = time.perf_counter()
+        cfg = train.cfg
+        classes, y_idx = np.unique(train.y, return_inverse=True)
+        label_sets = [y_idx]
+        if train.y_control is not None:
+            label_sets.append(np.searchsorted(classes, train.y_control))
+        raw = [train.features(hook) for hook in hooks]
+        scalers = [feature_scaler(x, cfg.standardize) for x in raw]
+        dev = torch.device(self.device)
+        x_t = torch.from_numpy(
+            np.stack([((x - mean) / scale).astype(np.float32) for x, (mean, scale) in zip(raw, scalers, strict=True)])
+        ).to(dev)
+        y_t = torch.from_numpy(np.stack(label_sets)).to(dev).expand(len(hooks), -1, -1)
+        fit = fit_multinomial(x_t, y_t, len(classes), cfg.C, tol=cfg.tol, max_iter=cfg.max_iter)
+        del x_t
+        coef, intercept = fit.coef.double().cpu().numpy(), fit.intercept.double().cpu().numpy()
+        n_iter, converged = fit.n_iter.cpu().numpy(), fit.converged.cpu().numpy()
+        per_layer = (time.perf_counter() - t0) / len(hooks)
+        results = []
+        for g, hook in enumerate(hooks):
+            mean, scale = scalers[g]
+            probes = [
+                LinearProbe(
+                    coef[g, j], intercept[g, j], classes, mean, scale, int(n_iter[g, j]), int(not converged[g, j])
+                )
+                for j in range(len(label_sets))
+            ]
+            control = probes[1] if train.y_control is not None else None
+            accuracy = float(np.mean(probes[0].predict(raw[g]) == train.y))
+            results.append(LayerFit(hook, probes[0], control, [], accuracy, per_layer))
+        return results
+
+
+def torch_groups(hooks: list[str], bytes_per_layer: int, device: str) -> list[list[str]]:
+    """Layers solved together: as many as fit a feature budget (GPU memory is the reason to batch)."""
+    budget = TORCH_GROUP_BYTES_CUDA if device.startswith("cuda") else TORCH_GROUP_BYTES_CPU
+    size = max(1, min(len(hooks), budget // max(1, bytes_per_layer)))
+    return [hooks[i : i + size] for i in range(0, len(hooks), size)]
+
+
+def sklearn_jobs(cfg: ProbeConfig, n_layers: int, fit_size: int, requested: int | None) -> int:
+    """Worker processes for scikit-learn fits: one per core for the solvers in SINGLE_THREADED,
+    when a fit (``fit_size`` = points x features) is big enough to repay a worker's start-up."""
+    if requested is not None:
+        return max(1, min(requested, n_layers))
+    if cfg.solver not in SINGLE_THREADED or fit_size < PARALLEL_MIN_FIT_SIZE:
+        return 1
+    return max(1, min(available_cores(), n_layers))
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def backend_for(cfg: ProbeConfig, train: TrainingSet, hooks: list[str], device: str, jobs: int | None) -> Backend:
+    if cfg.backend == "torch":
+        return TorchBackend(device)
+    d_model = int(np.prod(read_meta(hook_path(train.split.act_dir, hooks[0])).shape))
+    return SklearnBackend(sklearn_jobs(cfg, len(hooks), len(train.y) * d_model, jobs))
+
+
+def probe_layers(
+    train: Split,
+    val: Split,
+    hooks: list[str],
+    cfg: ProbeConfig,
+    out: Path,
+    device: str = "cpu",
+    jobs: int | None = None,
+) -> tuple[pd.DataFrame, dict[int, dict]]:
+    """Fit (and save) a probe per residual-stream hook, plus baselines and the control task.
+
+    Returns the validation predictions (long: one row per point and layer, see
+    ``predictions.py``) and per-layer fit facts. Features are in memory only for the
+    layers being fitted (one per worker, or one torch group).
+    """
+    rng = np.random.default_rng([cfg.seed, 0xC0])
+    tr, va = train.points, val.points
+    fit_idx = np.arange(len(tr))
+    if cfg.train_balance == "position":
+        fit_idx = position_balanced(tr.position, tr.label, rng)
+        logger.info("position-balanced training subset: %d of %d points", len(fit_idx), len(tr))
+    fitted = tr.take(fit_idx)
+    per_point = baseline_predictions(fitted, va)
+    y_control = None
+    if cfg.control:
+        y_control = shuffle_within(fitted.position, fitted.label, rng)
+        per_point[CONTROL_LABEL] = shuffle_within(va.position * 1000 + va.prefix_id, va.label, rng)
+    training = TrainingSet(train, fit_idx, fitted.label, y_control, cfg)
+    backend = backend_for(cfg, training, hooks, device, jobs)
+    main = va.prefix_id == 0  # the training prefix: where solver-seed spreads are measured
+    per_layer, facts = [], {}
+    for fit in tqdm(backend.fit(training, hooks), total=len(hooks), desc="probes", unit="layer"):
+        layer = layer_of(fit.hook)
+        fit.probe.save(probe_path(fit.hook, out))
+        x_val = val.features(fit.hook)
+        cols = {PROBE: fit.probe.predict(x_val)}
+        info = {
+            "train_accuracy": round(fit.train_accuracy, 4),
+            "n_iter": fit.probe.n_iter,
+            "convergence_warnings": fit.probe.convergence_warnings,
+        }
+        if fit.seed_probes:
+            accs = [float(np.mean(p.predict(x_val[main]) == va.label[main])) for p in (fit.probe, *fit.seed_probes)]
+            info["seed_accuracies"] = [round(a, 4) for a in accs]
+            info["seed_accuracy_std"] = round(float(np.std(accs)), 4)
+            info["convergence_warnings"] += sum(p.convergence_warnings for p in fit.seed_probes)
+        if fit.control is not None:
+            cols[CONTROL] = fit.control.predict(x_val)
+            info["convergence_warnings"] += fit.control.convergence_warnings
+        per_layer.append((layer, fit.hook, cols))
+        facts[layer] = info
+        logger.info(
+            "layer %d (%s): val accuracy %.3f, fits %.1fs, %d iterations, %d convergence warnings",
+            layer,
+            fit.hook,
+            float(np.mean(cols[PROBE] == va.label)),
+            fit.seconds,
+            info["n_iter"],
+            info["convergence_warnings"],
+        )
+    return long_table(point_frame(va, per_point), per_layer), facts

@@ -1,0 +1,1 @@
+"""Metrics with intervals and the figures: computed once, from the probes stage's predictions."""

@@ -1,0 +1,133 @@
+"""The real `dvc repro` of the tiny project: outputs, and what each kind of edit reruns."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from emergent_pos.activations.hooks import residual_hooks
+from emergent_pos.activations.store import hook_path, read_meta
+from emergent_pos.probes.linear import LinearProbe
+from emergent_pos.probes.predictions import at_layer
+from helpers import dvc, ran, write_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def repo(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the finished tiny project that this module's tests edit in turn."""
+    dst = tmp_path_factory.mktemp("repro") / "project"
+    shutil.copytree(tiny_project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
+    return dst
+
+
+def test_full_pipeline_outputs(repo: Path) -> None:
+    assert ran((repo / "repro.log").read_text()) == [
+        "model",
+        "dictionary",
+        "prompts",
+        "activations",
+        "probes",
+        "report",
+    ]
+    card = json.loads((repo / "data/model/model_card.json").read_text())
+    assert card["n_layers"] == 2 and (repo / "data/model/model.safetensors").exists()
+    hooks = residual_hooks(2)
+    for split in ("train", "val"):
+        assert len(pd.read_parquet(repo / f"data/dictionary/{split}.parquet")) > 0
+        assert pd.read_parquet(repo / f"data/prompts/{split}.parquet").prompt_id.nunique() in (60, 40)
+        files = sorted(p.name for p in (repo / f"data/activations/{split}").iterdir())
+        assert files == sorted(f"{h}.h5" for h in hooks)
+        assert read_meta(hook_path(repo / f"data/activations/{split}", hooks[1])).shape == (32,)
+    probes = json.loads((repo / "metrics/probes.json").read_text())
+    assert set(probes["layers"]) == {"0", "1", "2"} and probes["n_val"] == 40 * 7
+    assert [probes["layers"][str(i)]["hook"] for i in range(3)] == hooks
+    for r in probes["layers"].values():
+        assert {"balanced_accuracy", "control_accuracy", "selectivity", "control_selectivity"} <= set(r)
+        assert {"train_accuracy", "n_iter", "convergence_warnings"} <= set(r)
+    assert set(probes["baselines"]) == {"majority", "position_only", "position_and_space"}
+    report = json.loads((repo / "metrics/report.json").read_text())
+    for layer in ("0", "1", "2"):
+        r = report["layers"][layer]
+        assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
+        assert r["accuracy"] == probes["layers"][layer]["accuracy"]
+    for name in ("accuracy_by_layer.png", "key_plot_layer_01.png", "confusion_layer_01.png", "accuracy_by_layer.json"):
+        assert (repo / "plots/report" / name).stat().st_size > 0
+    assert not (repo / "plots/report/key_plot_layer_00.png").exists()  # report.layers: [1]
+    assert (repo / "plots/model/training_loss.png").exists()
+    # the saved probe, applied to the stored activations, reproduces the reported accuracy
+    pred = at_layer(pd.read_parquet(repo / "data/probes/predictions_val.parquet"), 1)
+    assert np.mean(pred.word_index == pred.probe) == pytest.approx(probes["layers"]["1"]["accuracy"], abs=5e-5)
+    assert LinearProbe.load(repo / f"data/probes/{hooks[1]}.npz").coef.shape == (7, 32)
+    assert "Accuracy by layer" in dvc(repo, "plots", "show", "--json")
+
+
+def test_second_repro_does_nothing(repo: Path) -> None:
+    assert ran(dvc(repo, "repro")) == []
+    assert "up to date" in dvc(repo, "status")
+
+
+def test_report_param_reruns_only_report(repo: Path) -> None:
+    write_params(repo / "params.yaml", report={"layers": [0, 2]})
+    assert ran(dvc(repo, "repro")) == ["report"]
+    assert (repo / "plots/report/key_plot_layer_02.png").exists()
+
+
+def test_probe_param_keeps_activations(repo: Path) -> None:
+    write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1})
+    assert ran(dvc(repo, "repro")) == ["probes", "report"]
+
+
+def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:
+    sklearn = json.loads((repo / "metrics/probes.json").read_text())
+    write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1, "backend": "torch"})
+    assert ran(dvc(repo, "repro")) == ["probes", "report"]
+    torch = json.loads((repo / "metrics/probes.json").read_text())
+    for layer, r in torch["layers"].items():
+        ref = sklearn["layers"][layer]
+        # 280 validation points: 2 points is 0.7 percentage points
+        assert abs(r["accuracy"] - ref["accuracy"]) <= 0.0075, (layer, r, ref)
+        assert abs(r["control_accuracy"] - ref["control_accuracy"]) <= 0.0075, (layer, r, ref)
+        assert r["convergence_warnings"] == 0
+
+
+def test_n_words_reruns_prompts_onward_but_not_model(repo: Path) -> None:
+    write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1}, prompts={"n_words": 5})
+    assert ran(dvc(repo, "repro")) == ["prompts", "activations", "probes", "report"]
+    pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
+    assert set(np.unique(pred.word_index)) == set(range(5))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["prompts"]["n_words"] == 5
+
+
+def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
+    write_params(
+        repo / "params.yaml",
+        report={"layers": [0, 2]},
+        probe={"C": 0.1, "token": "all", "train_balance": "position", "solver": "saga", "seeds": 2},
+        prompts={"n_words": 5, "eval_prefixes": ["", "Hello.\nWhen"], "words": "random_tokens"},
+        activations={"extra_hooks": ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out"]},
+    )
+    assert ran(dvc(repo, "repro")) == ["prompts", "activations", "probes", "report"]
+    probes = json.loads((repo / "metrics/probes.json").read_text())
+    assert set(probes["prefix_transfer"]) == {"0", "1", "2"}
+    assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word
+    for r in probes["layers"].values():  # saga is stochastic: one fit per seed, spread reported
+        assert len(r["seed_accuracies"]) == 2 and r["seed_accuracy_std"] >= 0
+    val = pd.read_parquet(repo / "data/prompts/val.parquet")
+    assert val.prefix_id.nunique() == 3 and val.prompt_id.nunique() == 3 * 40
+    words = [val[val.prefix_id == k].word.tolist() for k in range(3)]
+    assert [w for w in words[0] if w] == [w for w in words[1] if w] == [w for w in words[2] if w]
+    assert val.word[val.word_index >= 0].str.startswith("#").all()
+    assert (repo / "plots/report/prefix_transfer.png").exists()
+    # extra hooks are stored beside the residual streams, in their own shapes
+    acts = repo / "data/activations/val"
+    assert read_meta(hook_path(acts, "blocks.1.attn.hook_z")).shape == (2, 16)  # n_heads x d_head
+    assert read_meta(hook_path(acts, "blocks.0.hook_mlp_out")).shape == (32,)

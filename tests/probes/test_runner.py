@@ -1,0 +1,89 @@
+"""The per-layer runner: parallel workers and the torch backend agree with sequential scikit-learn."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emergent_pos.activations.hooks import residual_hooks
+from emergent_pos.activations.store import HookMeta, HookWriter, hook_path
+from emergent_pos.dataset.labels import Points
+from emergent_pos.probes.config import ProbeConfig
+from emergent_pos.probes.linear import LinearProbe
+from emergent_pos.probes.predictions import at_layer, probe_path
+from emergent_pos.probes.runner import Split, probe_layers
+
+HOOKS = residual_hooks(2)
+
+
+def _store(root: Path, n_prompts: int, d: int, seed: int) -> Split:
+    """A split of synthetic prompts with real hook files; the word index is in the features,
+    more strongly at each later layer."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for pid in range(n_prompts):
+        rows += [{"prompt_id": pid, "word_index": -1, "start": False, "end": False}] * 4  # a prefix
+        for w in range(7):
+            k = int(rng.integers(1, 4))
+            rows += [{"prompt_id": pid, "word_index": w, "start": t == 0, "end": t == k - 1} for t in range(k)]
+    table = pd.DataFrame(rows)
+    table["position"] = table.groupby("prompt_id").cumcount()
+    table["prefix_id"] = 0
+    table = table.rename(columns={"start": "is_word_start", "end": "is_word_end"})
+    centers = np.random.default_rng(123).normal(size=(8, d))  # the same in every split
+    root.mkdir()
+    for layer, hook in enumerate(HOOKS):
+        x = rng.normal(size=(len(table), d)) + centers[table.word_index.to_numpy() + 1] * 0.4 * layer
+        meta = HookMeta("synthetic", hook, (d,), "float32", len(table), "sha", "raw", "float32")
+        writer = HookWriter(hook_path(root, hook), meta)
+        writer.write(0, x.astype(np.float32))
+        writer.commit()
+    return Split(Points.select(table, "last"), root, "sha", len(table))
+
+
+def _accuracy(truth: pd.Series, pred: pd.Series) -> float:
+    return float(np.mean(truth.to_numpy() == pred.to_numpy()))
+
+
+def test_probe_layers_parallel_and_torch_agree_with_sequential_sklearn(tmp_path: Path) -> None:
+    train = _store(tmp_path / "train", 150, 12, seed=0)
+    val = _store(tmp_path / "val", 80, 12, seed=1)
+    cfg = ProbeConfig(max_iter=500)
+    runs = {}
+    for name, c, jobs in (("seq", cfg, 1), ("par", cfg, 2), ("torch", dataclasses.replace(cfg, backend="torch"), None)):
+        out = tmp_path / name
+        out.mkdir()
+        runs[name] = (probe_layers(train, val, HOOKS, c, out, jobs=jobs), out)
+    (seq, seq_info), _ = runs["seq"]
+    (par, par_info), par_out = runs["par"]
+    # long format: every validation point once per layer, with its layer and hook
+    assert len(seq) == 3 * len(val.points) and sorted(seq.layer.unique()) == [0, 1, 2]
+    assert (at_layer(seq, 2).hook == HOOKS[2]).all()
+    # worker processes change nothing but BLAS threads (so, at most, the last digits of a fit)
+    assert list(seq.columns) == list(par.columns)
+    for col in seq.columns:
+        assert np.mean(seq[col].to_numpy() == par[col].to_numpy()) >= 0.99, col
+    assert seq_info.keys() == par_info.keys() == {0, 1, 2}
+    assert LinearProbe.load(probe_path(HOOKS[2], par_out)).coef.shape == (7, 12)
+    (th, th_info), _ = runs["torch"]
+    for layer in range(3):
+        s, t = at_layer(seq, layer), at_layer(th, layer)
+        assert abs(_accuracy(s.word_index, t.probe) - _accuracy(s.word_index, s.probe)) <= 0.005
+        assert abs(_accuracy(s.control_label, t.control) - _accuracy(s.control_label, s.control)) <= 0.005
+        assert th_info[layer]["convergence_warnings"] == 0
+    last, first = at_layer(seq, 2), at_layer(seq, 0)
+    assert _accuracy(last.word_index, last.probe) > 0.8 > _accuracy(first.word_index, first.probe)
+
+
+def test_saved_probe_reproduces_the_predictions(tmp_path: Path) -> None:
+    """The npz formula, applied to the stored activations, gives the stage's predictions."""
+    train = _store(tmp_path / "train", 60, 8, seed=0)
+    val = _store(tmp_path / "val", 30, 8, seed=1)
+    pred, _ = probe_layers(train, val, HOOKS, ProbeConfig(), tmp_path)
+    with np.load(probe_path(HOOKS[1], tmp_path)) as z:
+        x = val.features(HOOKS[1])
+        logits = (x - z["mean"]) / z["scale"] @ z["coef"].T + z["intercept"]
+        np.testing.assert_array_equal(z["classes"][logits.argmax(axis=1)], at_layer(pred, 1).probe)

@@ -9,7 +9,6 @@ batch for the model's width, 16384 on a GPU; see extract.default_batch_tokens).
 import logging
 import os
 
-import pandas as pd
 import torch
 
 from emergent_pos.activations.config import ActivationsConfig
@@ -25,7 +24,7 @@ from emergent_pos.activations.store import ACTIVATIONS_DIR
 from emergent_pos.config import read_params, section
 from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
-from emergent_pos.io.files import file_sha256
+from emergent_pos.io.files import file_sha256, read_parquet
 from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
 
 logger = logging.getLogger("stages.activations")
@@ -36,7 +35,7 @@ def main() -> None:
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto"))
     card = read_card()
     batch_tokens = env_int("EMERGENT_POS_BATCH_TOKENS", default_batch_tokens(card["d_model"], device))
-    tables = {s: pd.read_parquet(prompts_path(s), columns=["position", "token_id"]) for s in SPLITS}
+    tables = {s: read_parquet(prompts_path(s), columns=["position", "token_id"]) for s in SPLITS}
     hooks = residual_hooks(card["n_layers"])
     hooks += [h for h in cfg.extra_hooks if h not in hooks]
     bridge = load_bridge(MODEL_DIR, device, cfg.processing)

@@ -2,21 +2,22 @@
 
 import logging
 
-import pandas as pd
-
 from emergent_pos.config import key, read_params, section, seed
 from emergent_pos.dataset.config import DictionaryConfig, PromptsConfig
 from emergent_pos.dataset.dictionary import dictionary_path
 from emergent_pos.dataset.prompts import (
+    BUILD_BYTES_PER_TOKEN,
     PrefixIds,
     build_prompts,
     check_fits,
+    estimate_tokens,
     prefixes,
     prompts_path,
     retokenization_rate,
 )
 from emergent_pos.io.cli import PARAMS, run
-from emergent_pos.io.files import write_json, write_parquet
+from emergent_pos.io.files import read_parquet, write_json, write_parquet
+from emergent_pos.io.resources import check_memory
 from emergent_pos.model.load import load_tokenizer, read_card
 
 logger = logging.getLogger("stages.prompts")
@@ -28,11 +29,20 @@ def main() -> None:
     max_tokens = key(raw, "dictionary.max_tokens", DictionaryConfig)
     tokenizer = load_tokenizer()
     n_ctx = read_card()["n_ctx"]
-    for text in prefixes(cfg):
-        check_fits(PrefixIds.build(tokenizer, cfg, text), cfg, max_tokens, n_ctx)
-    prefix = PrefixIds.build(tokenizer, cfg)
-    train_words = pd.read_parquet(dictionary_path("train"))
-    val_words = pd.read_parquet(dictionary_path("val"))
+    built = [PrefixIds.build(tokenizer, cfg, text) for text in prefixes(cfg)]
+    for i, ids in enumerate(built):
+        check_fits(ids, cfg, max_tokens, n_ctx, "prompts.prefix" if i == 0 else f"prompts.eval_prefixes[{i - 1}]")
+    tokens = estimate_tokens(cfg, [len(p.ids) for p in built], max_tokens)
+    blame = "n_train" if tokens["train"] >= tokens["val"] else "n_val"
+    check_memory(
+        f"prompts.{blame}",
+        getattr(cfg, blame),
+        sum(tokens.values()) * BUILD_BYTES_PER_TOKEN,
+        f"prompt tables of about {tokens['train']:,} train and {tokens['val']:,} val tokens",
+    )
+    prefix = built[0]
+    train_words = read_parquet(dictionary_path("train"))
+    val_words = read_parquet(dictionary_path("val"))
     tables = build_prompts(train_words, val_words, tokenizer, cfg, max_tokens, random_seed)
     stats = {"prefix_tokens": len(prefix.ids), "words": cfg.words, "n_prefixes": len(prefixes(cfg))}
     for split, df in tables.items():

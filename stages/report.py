@@ -2,20 +2,18 @@
 
 metrics/probes.json holds the headline (per-layer accuracy, position-balanced accuracy,
 control task, selectivity, fit facts, prefix transfer); metrics/report.json adds
-intervals, macro-F1 and per-index accuracy; metrics/position_accuracy.json the
-(position, word index) breakdowns.
+intervals, macro-F1 and per-index accuracy; data/report/position_accuracy.json the
+(position, word index) breakdowns; plots/ the figures and the data of `dvc plots`.
 """
 
 import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from emergent_pos.config import ParamError, read_params, section
 from emergent_pos.dataset.labels import LABEL
 from emergent_pos.io.cli import PARAMS, run
-from emergent_pos.io.files import save_figure, write_json
+from emergent_pos.io.files import read_parquet, save_figure, write_json
 from emergent_pos.model.load import read_card
 from emergent_pos.probes.predictions import BASELINES, FITS, PREDICTIONS, PROBE, PROBES_DIR, at_layer, layers
 from emergent_pos.report import plots
@@ -38,7 +36,7 @@ OUT = Path("plots/report")
 def main() -> None:
     cfg = section(read_params(PARAMS), "report", ReportConfig)
     card = read_card()
-    everything = pd.read_parquet(PROBES_DIR / PREDICTIONS)
+    everything = read_parquet(PROBES_DIR / PREDICTIONS)
     fits = json.loads((PROBES_DIR / FITS).read_text())
     all_layers = layers(everything)
     chosen = all_layers if cfg.layers == "all" else cfg.layers
@@ -107,8 +105,8 @@ def main() -> None:
         },
     )
     write_json("metrics/report.json", {"layers": detail, "baselines": baselines, "n_val_balanced": ev["n_balanced"]})
-    write_json("metrics/position_accuracy.json", positions)
-    write_json(OUT / "accuracy_by_layer.json", series)
+    write_json("data/report/position_accuracy.json", positions)
+    write_json("plots/accuracy_by_layer.json", plots.series_records(series))
     if len(transfer) > 1:
         fig = plots.prefix_transfer(transfer, f"{card['name']}: probes trained on prefix 0")
         save_figure(fig, OUT / "prefix_transfer.png")

@@ -133,9 +133,12 @@ def key(raw: dict[str, Any], name: str, cls: type[T]) -> Any:
     return getattr(obj, field)
 
 
+MAX_SEED = 2**32 - 1  # what numpy, torch and scikit-learn all accept
+
+
 def seed(raw: dict[str, Any]) -> int:
-    """The top-level ``seed``: a non-negative integer."""
+    """The top-level ``seed``: an integer in 0..2**32-1."""
     value = _check_type("seed", raw.get("seed", 0), int)
-    if value < 0:
-        raise ParamError("seed", value, "must be >= 0")
+    if not 0 <= value <= MAX_SEED:
+        raise ParamError("seed", value, f"must be in 0..{MAX_SEED}")
     return value

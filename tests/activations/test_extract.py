@@ -16,12 +16,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from emergent_pos.activations.extract import hook_shapes, plan_batches, write_activations
+from emergent_pos.activations.extract import DiskFull, check_disk, hook_shapes, plan_batches, write_activations
 from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks
 from emergent_pos.errors import UserError
 from emergent_pos.model.load import load_bridge
-from helpers import REPO
+from helpers import ENV, REPO, one_line_error
 
 
 def _prompts(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -205,3 +205,71 @@ def test_cuda_path_matches_cpu(tiny_model_dir: Path, tmp_path: Path) -> None:
         cpu = read_rows(hook_path(tmp_path / "cpu", hook), np.arange(n), "abc", n)
         gpu = read_rows(hook_path(tmp_path / "cuda", hook), np.arange(n), "abc", n)
         np.testing.assert_allclose(gpu, cpu, atol=1e-4, rtol=0)
+
+
+def test_disk_space_is_checked_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(DiskFull, match="GiB"):
+        check_disk(tmp_path, 10**18)
+    check_disk(tmp_path, 1000)
+
+
+DISK_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from emergent_pos.activations.extract import write_activations
+from emergent_pos.activations.hooks import residual_hooks
+from emergent_pos.io.cli import run
+from emergent_pos.model.load import load_bridge
+
+model_dir, out, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+if mode == "unguarded":  # the free-space guard off: HDF5 itself meets the full disk, mid-write or on close
+    import emergent_pos.activations.extract as extract
+    extract.DISK_HEADROOM = -10**12
+if mode == "simulate":  # no tmpfs could be mounted here: the writer fails as HDF5 does on a full disk
+    import errno
+    from emergent_pos.activations.store import HookWriter
+    real = HookWriter.write
+    def write(self, start, block):
+        if start > 2000:
+            raise OSError(errno.ENOSPC, "Can't write data (file write failed: No space left on device)")
+        real(self, start, block)
+    HookWriter.write = write
+seqs = [np.random.default_rng(i).integers(1, 390, size=30) for i in range(400)]
+meta = {"model_name": "toy", "prompts_sha256": "abc", "processing": "raw"}
+run(lambda: write_activations(load_bridge(model_dir, "cpu"), seqs, out, meta, residual_hooks(2), [(32,)] * 3,
+                              dtype="float32", batch_tokens=256, pad_id=0))
+"""
+
+
+@pytest.mark.parametrize("guard", ["guarded", "unguarded"])
+def test_a_full_disk_ends_in_one_line_with_no_debris(tiny_model_dir: Path, tmp_path: Path, guard: str) -> None:
+    """12,000 tokens x 3 hooks x 128 bytes = 4.4 MiB into a 3 MiB tmpfs (a simulated ENOSPC
+    where no tmpfs can be mounted): with the free-space guard the writer stops before the
+    disk is full; without it HDF5 fails, and the stage must still end cleanly (exit 2, not
+    the segfault HDF5 causes at exit after a failed close)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    try:
+        out = mount / "acts"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                DISK_SCRIPT,
+                str(tiny_model_dir),
+                str(out),
+                guard if mounted.returncode == 0 else "simulate",
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        line = one_line_error(proc, "no space left on device while writing", "free at least")
+        assert str(out) in line
+        assert list(out.iterdir()) == []  # every writer aborted, every temporary file gone
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(mount)], check=True)

@@ -73,3 +73,15 @@ def test_an_aborted_writer_leaves_nothing(tmp_path: Path) -> None:
         writer.commit()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_flipped_bytes_fail_the_read_naming_the_file(tmp_path: Path) -> None:
+    """Fletcher-32 on every chunk: a same-size corruption is caught, not read as data."""
+    x = np.random.default_rng(0).normal(size=(4000, 64)).astype(np.float32)
+    path = _write(tmp_path, "blocks.0.hook_resid_post", x)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 16] = bytes(b ^ 0xFF for b in raw[middle : middle + 16])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StoreMismatch, match=f"{path}.*corrupt or truncated.*dvc checkout"):
+        read_rows(path, np.arange(4000), "abc", 4000)

@@ -30,6 +30,7 @@ def repo(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_full_pipeline_outputs(repo: Path) -> None:
     assert ran((repo / "repro.log").read_text()) == [
+        "check",
         "model",
         "dictionary",
         "prompts",
@@ -58,15 +59,35 @@ def test_full_pipeline_outputs(repo: Path) -> None:
         r = report["layers"][layer]
         assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
         assert r["accuracy"] == probes["layers"][layer]["accuracy"]
-    for name in ("accuracy_by_layer.png", "key_plot_layer_01.png", "confusion_layer_01.png", "accuracy_by_layer.json"):
+    for name in ("accuracy_by_layer.png", "key_plot_layer_01.png", "confusion_layer_01.png"):
         assert (repo / "plots/report" / name).stat().st_size > 0
+    series = json.loads((repo / "plots/accuracy_by_layer.json").read_text())
+    assert {r["layer"] for r in series} == {0, 1, 2} and len({r["series"] for r in series}) == 6
     assert not (repo / "plots/report/key_plot_layer_00.png").exists()  # report.layers: [1]
     assert (repo / "plots/model/training_loss.png").exists()
     # the saved probe, applied to the stored activations, reproduces the reported accuracy
     pred = at_layer(pd.read_parquet(repo / "data/probes/predictions_val.parquet"), 1)
     assert np.mean(pred.word_index == pred.probe) == pytest.approx(probes["layers"]["1"]["accuracy"], abs=5e-5)
     assert LinearProbe.load(repo / f"data/probes/{hooks[1]}.npz").coef.shape == (7, 32)
-    assert "Accuracy by layer" in dvc(repo, "plots", "show", "--json")
+
+
+def test_plot_definitions_are_complete_and_not_repeated(repo: Path) -> None:
+    """Each DVC plot once, with a title and axis labels; data series coloured one by one."""
+    plots = json.loads(dvc(repo, "plots", "show", "--json"))["data"]
+    vega = {k: v[0]["content"] for k, v in plots.items() if v[0]["type"] == "vega"}
+    assert set(vega) == {"plots/model/training_loss.json", "plots/accuracy_by_layer.json"}
+    assert {k for k, v in plots.items() if v[0]["type"] == "image"} == {
+        "plots/model/training_loss.png",
+        "plots/report/accuracy_by_layer.png",
+        "plots/report/confusion_layer_01.png",
+        "plots/report/key_plot_layer_01.png",
+    }
+    for spec in vega.values():
+        enc = spec["encoding"]
+        assert spec["title"]["text"] and not spec["title"]["text"].startswith("plots/")
+        assert enc["x"]["title"] and enc["y"]["title"]
+    by_layer = vega["plots/accuracy_by_layer.json"]["encoding"]
+    assert by_layer["color"]["field"] == "series" and by_layer["x"]["axis"]["format"] == "d"  # integer layer ticks
 
 
 def test_second_repro_does_nothing(repo: Path) -> None:
@@ -76,19 +97,19 @@ def test_second_repro_does_nothing(repo: Path) -> None:
 
 def test_report_param_reruns_only_report(repo: Path) -> None:
     write_params(repo / "params.yaml", report={"layers": [0, 2]})
-    assert ran(dvc(repo, "repro")) == ["report"]
+    assert ran(dvc(repo, "repro")) == ["check", "report"]
     assert (repo / "plots/report/key_plot_layer_02.png").exists()
 
 
 def test_probe_param_keeps_activations(repo: Path) -> None:
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1})
-    assert ran(dvc(repo, "repro")) == ["probes", "report"]
+    assert ran(dvc(repo, "repro")) == ["check", "probes", "report"]
 
 
 def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:
     sklearn = json.loads((repo / "metrics/probes.json").read_text())
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1, "backend": "torch"})
-    assert ran(dvc(repo, "repro")) == ["probes", "report"]
+    assert ran(dvc(repo, "repro")) == ["check", "probes", "report"]
     torch = json.loads((repo / "metrics/probes.json").read_text())
     for layer, r in torch["layers"].items():
         ref = sklearn["layers"][layer]
@@ -100,7 +121,7 @@ def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) ->
 
 def test_n_words_reruns_prompts_onward_but_not_model(repo: Path) -> None:
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1}, prompts={"n_words": 5})
-    assert ran(dvc(repo, "repro")) == ["prompts", "activations", "probes", "report"]
+    assert ran(dvc(repo, "repro")) == ["check", "prompts", "activations", "probes", "report"]
     pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
     assert set(np.unique(pred.word_index)) == set(range(5))
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -115,7 +136,7 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
         prompts={"n_words": 5, "eval_prefixes": ["", "Hello.\nWhen"], "words": "random_tokens"},
         activations={"extra_hooks": ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out"]},
     )
-    assert ran(dvc(repo, "repro")) == ["prompts", "activations", "probes", "report"]
+    assert ran(dvc(repo, "repro")) == ["check", "prompts", "activations", "probes", "report"]
     probes = json.loads((repo / "metrics/probes.json").read_text())
     assert set(probes["prefix_transfer"]) == {"0", "1", "2"}
     assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from emergent_pos.activations.extract import check_disk
-from helpers import BIN, ENV, one_line_error, run_stage, write_params
+from helpers import BIN, ENV, dvc, one_line_error, ran, run_stage, write_params
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +75,6 @@ def test_same_params_give_identical_outputs(built: Path) -> None:
         assert (built / path).read_bytes() == content, path
 
 
-def test_disk_space_is_checked_before_writing(tmp_path: Path) -> None:
-    with pytest.raises(OSError, match="GiB"):
-        check_disk(tmp_path, 10**18)
-    check_disk(tmp_path, 1000)
-
-
 def test_killed_dvc_repro_recovers_without_cleanup(project_copy: Path) -> None:
     """SIGKILL the whole `dvc repro` while activations are being written; rerun; all good."""
     root = project_copy
@@ -127,3 +120,118 @@ def test_pickled_weights_are_refused(tiny_model_dir: Path, workdir: Path, tmp_pa
     torch.save(load_file(tiny_model_dir / "model.safetensors"), pickled / "pytorch_model.bin")
     write_params(workdir / "params.yaml", model={"name": str(pickled)})
     one_line_error(run_stage(workdir, "model", check=False), "safetensors", str(pickled))
+
+
+# --- a failed edit costs nothing: restore instead of recompute --------------------------
+
+
+def test_a_bad_param_fails_before_any_output_is_removed(project_copy: Path) -> None:
+    """The check stage refuses the typo before DVC removes the model; the fix reruns nothing."""
+    root = project_copy
+    model_bytes = (root / "data/model/model.safetensors").read_bytes()
+    write_params(root / "params.yaml", toy={"n_heads": 3})  # must divide d_model=32
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=ENV, capture_output=True, text=True)
+    assert proc.returncode != 0 and "toy.n_heads" in proc.stdout + proc.stderr
+    assert "Running stage 'model'" not in proc.stdout
+    assert (root / "data/model/model.safetensors").read_bytes() == model_bytes
+    write_params(root / "params.yaml")
+    assert set(ran(dvc(root, "repro"))) <= {"check"}  # run, or restored from the run-cache
+    (root / "params.yaml").write_text(
+        (root / "params.yaml").read_text() + "reprot:\n  layers: all\n"
+    )  # a misspelt section: no stage reads it, the check stage refuses it
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=ENV, capture_output=True, text=True)
+    assert proc.returncode != 0 and "reprot" in proc.stdout + proc.stderr and "unknown section" in proc.stderr
+
+
+def test_undoing_a_model_change_restores_from_the_run_cache(project_copy: Path) -> None:
+    """Change a model param, rerun, change it back: every stage comes back from DVC's cache."""
+    root = project_copy
+    before = {p: (root / p).read_bytes() for p in ("data/model/model.safetensors", "metrics/probes.json")}
+    write_params(root / "params.yaml", toy={"steps": 11})
+    assert "model" in ran(dvc(root, "repro"))
+    write_params(root / "params.yaml")
+    log = dvc(root, "repro")
+    assert set(ran(log)) <= {"check"}, log  # nothing recomputed
+    for stage in ("model", "dictionary", "prompts", "activations", "probes", "report"):  # all of them
+        assert f"Stage '{stage}' is cached - skipping run" in log, (stage, log)
+    for path, content in before.items():
+        assert (root / path).read_bytes() == content, path
+    assert "up to date" in dvc(root, "status")
+
+
+# --- one line, never a traceback ---------------------------------------------------------
+
+
+def test_huge_or_impossible_values_are_refused_in_one_line(built: Path) -> None:
+    write_params(built / "params.yaml", seed=99999999999999999999)
+    one_line_error(run_stage(built, "model", check=False), "seed", "0..4294967295")
+    write_params(built / "params.yaml", toy={"d_model": 400000})
+    one_line_error(run_stage(built, "model", check=False), "toy.d_model", "GiB of memory")
+    write_params(built / "params.yaml", prompts={"n_train": 1000000000})
+    one_line_error(run_stage(built, "prompts", check=False), "prompts.n_train", "GiB of memory")
+    write_params(built / "params.yaml")
+    for device in ("cuda", "cuda:3"):
+        proc = run_stage(built, "activations", env={"EMERGENT_POS_DEVICE": device}, check=False)
+        one_line_error(proc, "EMERGENT_POS_DEVICE", "device(s) visible")
+
+
+def test_corrupt_inputs_name_the_file(built: Path, tmp_path: Path) -> None:
+    prompts = built / "data/prompts/val.parquet"
+    saved = prompts.read_bytes()
+    try:
+        prompts.write_bytes(saved[: len(saved) // 2])
+        one_line_error(run_stage(built, "activations", check=False), "data/prompts/val.parquet", "dvc repro")
+    finally:
+        prompts.write_bytes(saved)
+    hook = built / "data/activations/val/blocks.1.hook_resid_post.h5"
+    saved = hook.read_bytes()
+    try:
+        hook.write_bytes(saved[: len(saved) // 3])  # truncated
+        one_line_error(run_stage(built, "probes", check=False), str(hook.relative_to(built)), "truncated")
+        flipped = bytearray(saved)  # same size, bytes flipped inside the data chunks
+        for i in range(len(saved) // 2, len(saved) // 2 + 64):
+            flipped[i] ^= 0xFF
+        hook.write_bytes(bytes(flipped))
+        one_line_error(run_stage(built, "probes", check=False), str(hook.relative_to(built)), "corrupt")
+    finally:
+        hook.write_bytes(saved)
+
+
+def test_messages_blame_the_key_at_fault(built: Path, tmp_path: Path) -> None:
+    write_params(built / "params.yaml", prompts={"prefix": "word " * 1000})
+    one_line_error(run_stage(built, "prompts", check=False), "prompts.prefix", "leaving no room")
+    words = tmp_path / "three.txt"
+    words.write_text("cat\ndog\nfish\n")
+    write_params(built / "params.yaml", dictionary={"source": str(words)})
+    one_line_error(run_stage(built, "dictionary", check=False), "dictionary.source", "3 source words")
+    not_a_model = tmp_path / "data"
+    not_a_model.mkdir()
+    write_params(built / "params.yaml", model={"name": str(not_a_model)})
+    line = one_line_error(run_stage(built, "model", check=False), "not a model directory")
+    assert "hf download" not in line
+    write_params(built / "params.yaml")
+
+
+# --- no debris ---------------------------------------------------------------------------
+
+
+def test_leftover_temporaries_are_swept_and_ignored(built: Path) -> None:
+    """What a kill leaves (temporary files beside and inside outputs) is invisible to git and
+    removed by the stage's next run."""
+    debris = [
+        built / "metrics/.tmp-probes.json-x1y2",
+        built / "data/report/.tmp-position_accuracy.json-abc",
+        built / "plots/report/.tmp-key_plot_layer_01.png-zz",
+    ]
+    for path in debris:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half a file")
+    (built / "data/.tmp-model-q1w2e3").mkdir()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *map(str, debris)], cwd=built, capture_output=True, text=True
+    )
+    assert len(ignored.stdout.splitlines()) == len(debris)
+    proc = run_stage(built, "report")
+    assert "removed 3 temporary file(s)" in proc.stderr
+    assert not any(p.exists() for p in debris)
+    assert (built / "data/.tmp-model-q1w2e3").exists()  # another stage's: left for that stage

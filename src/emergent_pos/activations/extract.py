@@ -13,6 +13,7 @@ asynchronously and the writer thread waits for that copy, while the next batch r
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import shutil
@@ -27,8 +28,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emergent_pos.activations.store import HookMeta, HookWriter, hook_path
+from emergent_pos.activations.store import CHUNK_BYTES, HookMeta, HookWriter, hook_path
 from emergent_pos.errors import UserError
+from emergent_pos.io.resources import gib
 
 logger = logging.getLogger(__name__)
 
@@ -137,15 +139,46 @@ def estimate_bytes(n_tokens: int, shapes: list[tuple[int, ...]], dtype: str) -> 
     return n_tokens * sum(int(np.prod(s)) for s in shapes) * np.dtype(dtype).itemsize
 
 
+class DiskFull(UserError):
+    """The disk filled up (or would have) while hook files were written.
+
+    ``hard_exit``: HDF5 failed to close a file on the full disk; the library then holds
+    a broken handle that crashes the interpreter at exit, so the stage ends with
+    ``os._exit`` once the temporary files are gone.
+    """
+
+    def __init__(self, message: str, hard_exit: bool = False) -> None:
+        super().__init__(message)
+        self.hard_exit = hard_exit
+
+
+def _disk_full(path: Path, remaining: int, hard_exit: bool = False) -> DiskFull:
+    return DiskFull(
+        f"no space left on device while writing {path}: free at least {gib(remaining * 1.1 + DISK_HEADROOM)} "
+        f"on {path.parent} (or move data/ to a larger disk) and rerun `dvc repro activations`",
+        hard_exit,
+    )
+
+
 def check_disk(out_dir: Path, needed: int) -> None:
     """Fail before any forward pass when the hook files cannot fit (10% margin)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_dir).free
     if needed * 1.1 > free:
-        raise OSError(
-            f"activations need about {needed / 2**30:.2f} GiB in {out_dir} but only {free / 2**30:.2f} GiB is free"
-        )
+        raise DiskFull(f"activations need about {gib(needed)} in {out_dir} but only {gib(free)} is free")
 
+
+def is_disk_full(err: BaseException) -> bool:
+    """ENOSPC, whether from Python or from inside HDF5 (an OSError or, when a dataset's
+    cached chunks fail to flush on close, a RuntimeError; the errno is in the message)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    return isinstance(err, OSError | RuntimeError) and "No space left on device" in str(err)
+
+
+# Free space kept beyond a batch's bytes, plus one chunk per file (HDF5 caches a chunk
+# per dataset and writes it on close): HDF5's own metadata and chunk rounding.
+DISK_HEADROOM = 4 << 20
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -219,9 +252,20 @@ def write_activations(
         )
         for name, shape in zip(hooks, shapes, strict=True)
     ]
+    row_bytes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for shape in shapes]
     q: queue.Queue[HostBlocks | None] = queue.Queue(maxsize=4)
     errors: list[BaseException] = []
     write_seconds = [0.0]
+    current = [writers[0].path]  # the file being written when something fails
+
+    def remaining() -> int:
+        return sum((n_tokens - w.written) * b for w, b in zip(writers, row_bytes, strict=True))
+
+    def check_space(block_bytes: int) -> None:
+        # HDF5 that hits a full disk leaves a broken file handle behind; stop just before
+        if shutil.disk_usage(out_dir).free < block_bytes * 1.1 + DISK_HEADROOM + len(writers) * CHUNK_BYTES:
+            raise _disk_full(current[0], remaining())
+
     # How an interrupted run stops the writer. Not a sentinel through the queue: a signal
     # landing inside the main thread's queue operation can lose the writer's wake-up.
     stop = threading.Event()
@@ -239,7 +283,9 @@ def write_activations(
             try:
                 arrays = item.arrays()
                 t0 = time.perf_counter()
+                check_space(sum(a.nbytes for a in arrays))
                 for writer, block in zip(writers, arrays, strict=True):
+                    current[0] = writer.path
                     writer.write(item.row, block)
                 write_seconds[0] += time.perf_counter() - t0
             except BaseException as err:  # re-raised in the main thread
@@ -270,13 +316,17 @@ def write_activations(
         thread.join()
         if errors:
             raise errors[0]
+        for writer in writers:  # every file complete on disk before any takes its final name
+            current[0] = writer.path
+            writer.close()
         for writer in writers:
-            writer.commit()
-    except BaseException:
+            writer.publish()
+    except BaseException as err:
         stop.set()
         thread.join()  # the writer finishes the block in hand, then sees stop
-        for writer in writers:
-            writer.abort()
+        closed = [writer.abort() for writer in writers]  # every one, even if another fails
+        if is_disk_full(err):
+            raise _disk_full(current[0], remaining(), hard_exit=not all(closed)) from err
         raise
     total = time.perf_counter() - t_start
     return {"seconds": total, "write_seconds": write_seconds[0], "tokens_per_second": n_tokens / max(total, 1e-9)}

@@ -7,11 +7,14 @@ order. One file per hook lets ``dvc pull`` fetch a single hook and lets a change
 re-upload alone. Files are written fresh under a temporary name (never opened for
 update: DVC may hard-link cached files), without timestamps, so identical inputs give
 identical bytes. Every file records where it came from; readers refuse a mismatch.
+Chunks carry Fletcher-32 checksums, so a flipped byte fails the read in one line
+naming the file instead of silently changing a result.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,21 @@ import numpy as np
 from emergent_pos.errors import UserError
 from emergent_pos.io.files import TMP_PREFIX
 
-FORMAT_VERSION = 3  # 1-2: layer_NN.h5 files, residual streams only
+FORMAT_VERSION = 3  # 1-2: layer_NN.h5 files, residual streams only, no checksums
 ACTIVATIONS_DIR = Path("data/activations")
 CHUNK_BYTES = 1 << 20
 
 
 class StoreMismatch(UserError, ValueError):
-    """An activations file that is missing or does not belong with the inputs it is read with."""
+    """An activations file that is missing, unreadable or does not belong with its inputs."""
+
+
+def _unreadable(path: Path, err: Exception) -> StoreMismatch:
+    reason = str(err).split("(")[0].strip() or type(err).__name__
+    return StoreMismatch(
+        f"{path} is unreadable ({reason}; corrupt or truncated): "
+        "restore it with `dvc checkout data/activations` or recompute it with `dvc repro -f -s activations`"
+    )
 
 
 def hook_path(split_dir: str | Path, hook: str) -> Path:
@@ -75,28 +86,57 @@ class HookWriter:
             shape=(meta.n_tokens, *meta.shape),
             dtype=meta.dtype,
             chunks=(rows, *meta.shape),
+            fletcher32=True,
             track_times=False,
         )
         for key, value in meta.attrs().items():
             self.data.attrs[key] = value
         self.written = 0
+        self.broken = False  # HDF5 failed to close the file: the process must not exit normally
 
     def write(self, start: int, block: np.ndarray) -> None:
         self.data[start : start + len(block)] = block
         self.written += len(block)
 
-    def commit(self) -> None:
+    def close(self) -> None:
+        """Flush and close the temporary file (the step a full disk can still fail)."""
         if self.written != self.data.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.written} of {self.data.shape[0]} rows")
-        self.file.close()
+        try:
+            self.file.close()
+        except Exception:
+            self._broken()
+            raise
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())
+
+    def publish(self) -> None:
+        """Rename the closed temporary file into place."""
         os.replace(self.tmp, self.path)
 
-    def abort(self) -> None:
+    def commit(self) -> None:
+        self.close()
+        self.publish()
+
+    def abort(self) -> bool:
+        """Remove the temporary file whatever state it is in; False if HDF5 could not close it.
+
+        After a failed write (a full disk) HDF5's close can fail too; the file is unlinked
+        all the same, and the caller learns that the library holds a broken file.
+        """
         if self.file.id.valid:
-            self.file.close()
+            try:
+                self.file.close()
+            except Exception:  # the file is being thrown away: nothing in it matters
+                self._broken()
         self.tmp.unlink(missing_ok=True)
+        return not self.broken
+
+    def _broken(self) -> None:
+        self.broken = True
+        # h5py reports the same flush failure again (as a traceback) whenever one of the
+        # file's handles is freed, until the process ends, which it now must
+        sys.unraisablehook = lambda _: None
 
 
 def _plain(value: Any) -> Any:
@@ -115,7 +155,10 @@ def _open(path: Path) -> h5py.File:
             f"{path} is missing (stored hooks: {', '.join(hooks) or 'none'}): "
             "add it to activations.extra_hooks and run `dvc repro activations`"
         )
-    return h5py.File(path, "r")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise _unreadable(path, err) from err
 
 
 def _dataset(f: h5py.File, path: Path) -> h5py.Dataset:
@@ -173,7 +216,10 @@ def read_rows(path: str | Path, rows: np.ndarray, prompts_sha256: str, n_tokens:
         for start in range(0, data.shape[0], step):
             hi = np.searchsorted(rows, start + step, side="left")
             if hi > done:
-                block = data[start : start + step]
+                try:
+                    block = data[start : start + step]
+                except OSError as err:  # a chunk's checksum does not match its bytes
+                    raise _unreadable(path, err) from err
                 out[done:hi] = block[rows[done:hi] - start]
                 done = hi
         return out

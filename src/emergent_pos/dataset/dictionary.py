@@ -55,11 +55,14 @@ def build_dictionary(
         counts = part.n_tokens.value_counts()
         empty = [n for n in range(1, cfg.max_tokens + 1) if counts.get(n, 0) == 0]
         if empty:
+            # a word list shorter than n_words is the source's fault, not n_words'
+            key, value = ("source", cfg.source) if len(words) < cfg.n_words else ("n_words", cfg.n_words)
             raise ParamError(
-                "dictionary.n_words",
-                cfg.n_words,
+                f"dictionary.{key}",
+                value,
                 f"the {name} split has no words of {empty} tokens (of {len(words)} source words); "
-                "use more words or a lower dictionary.max_tokens",
+                + ("use a longer word list" if key == "source" else "use more words")
+                + " or a lower dictionary.max_tokens",
             )
     return train, val
 

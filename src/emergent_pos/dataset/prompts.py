@@ -53,16 +53,43 @@ class PrefixIds:
         return cls(ids)
 
 
-def check_fits(prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: int) -> None:
-    """Fail before sampling if the longest possible prompt exceeds the model's context."""
+def check_fits(prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: int, key: str = "prompts.prefix") -> None:
+    """Fail before sampling if the longest possible prompt exceeds the model's context.
+
+    The prefix (``key`` names it) is blamed when it leaves no room for ``n_words``
+    one-token words; otherwise the number of words is.
+    """
     longest = len(prefix.ids) + cfg.n_words * max_tokens
-    if longest > n_ctx:
+    if longest <= n_ctx:
+        return
+    if len(prefix.ids) + cfg.n_words > n_ctx:
+        value = cfg.prefix if key == "prompts.prefix" else "<the evaluation prefix>"
         raise ParamError(
-            "prompts.n_words",
-            cfg.n_words,
-            f"prompts can reach {longest} tokens ({len(prefix.ids)} prefix + n_words x {max_tokens}) "
-            f"but the model's context is {n_ctx}",
+            key,
+            value if len(value) <= 60 else value[:57] + "...",
+            f"the prefix takes {len(prefix.ids)} tokens (BOS included), leaving no room for "
+            f"{cfg.n_words} words in the model's context of {n_ctx}",
         )
+    raise ParamError(
+        "prompts.n_words",
+        cfg.n_words,
+        f"prompts can reach {longest} tokens ({len(prefix.ids)} prefix + n_words x {max_tokens}) "
+        f"but the model's context is {n_ctx}",
+    )
+
+
+# Peak bytes per token while the tables are built (Python lists, then pandas and
+# parquet): measured ~240 at 1.3M tokens; rounded up.
+BUILD_BYTES_PER_TOKEN = 300
+
+
+def estimate_tokens(cfg: PromptsConfig, prefix_lengths: list[int], max_tokens: int) -> dict[str, int]:
+    """Expected tokens of each split's table (word lengths are uniform in 1..max_tokens)."""
+    words = cfg.n_words * (max_tokens + 1) / 2
+    return {
+        "train": int(cfg.n_train * (prefix_lengths[0] + words)),
+        "val": int(cfg.n_val * sum(p + words for p in prefix_lengths)),
+    }
 
 
 def sample_prompts(

@@ -1,19 +1,72 @@
-"""Entry-point plumbing shared by the stage scripts: logging, run-time knobs, one-line errors."""
+"""Entry-point plumbing shared by the stage scripts: logging, run-time knobs, one-line errors.
+
+Every stage's ``main`` runs through ``run``: it sweeps the temporary files an earlier,
+interrupted run of the same stage left beside its outputs, and turns every failure a
+user can fix into one ``error:`` line and exit code 2, here and nowhere else.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 from emergent_pos.config import ParamError
 from emergent_pos.errors import UserError
+from emergent_pos.io.files import TMP_PREFIX
 
 PARAMS = "params.yaml"
+PIPELINE = "dvc.yaml"
 
-# Failures a user can fix; they print one line and exit 2 instead of a traceback.
-USER_ERRORS = (UserError, OSError)
+logger = logging.getLogger(__name__)
+
+
+def stage_outputs(stage: str, pipeline: str | Path = PIPELINE) -> list[Path]:
+    """Every path a stage of ``dvc.yaml`` declares as an output (outs, metrics, plots)."""
+    try:
+        spec = (yaml.safe_load(Path(pipeline).read_text()) or {}).get("stages", {}).get(stage) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    paths = []
+    for kind in ("outs", "metrics", "plots"):
+        for entry in spec.get(kind, []):
+            paths += [Path(p) for p in (entry if isinstance(entry, dict) else [entry])]
+    return paths
+
+
+def sweep_temporaries(outputs: list[Path]) -> int:
+    """Remove ``.tmp-*`` leftovers of atomic writes beside and inside the given outputs."""
+    found: list[Path] = []
+    for out in outputs:
+        found += out.parent.glob(f"{TMP_PREFIX}{out.name}*")
+        if out.is_dir():
+            found += out.rglob(f"{TMP_PREFIX}*")
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(found)
+
+
+def user_message(err: BaseException) -> str | None:
+    """The one-line message of a failure the user can fix; None for a bug (traceback)."""
+    if isinstance(err, UserError | OSError):
+        return str(err)
+    if isinstance(err, MemoryError):
+        return "out of memory: use fewer or shorter prompts, a smaller model, or a machine with more memory"
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None and isinstance(err, arrow.ArrowException):
+        return f"cannot read a table ({err}): rerun the stage that writes it (`dvc repro`)"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(err, torch.OutOfMemoryError):
+        return f"out of device memory ({str(err).splitlines()[0]}): lower EMERGENT_POS_BATCH_TOKENS"
+    return None
 
 
 def run(main: Callable[[], None]) -> None:
@@ -25,9 +78,18 @@ def run(main: Callable[[], None]) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        swept = sweep_temporaries(stage_outputs(Path(sys.argv[0]).stem))
+        if swept:
+            logger.info("removed %d temporary file(s) left by an interrupted run", swept)
         main()
-    except USER_ERRORS as err:
-        print(f"error: {err}".replace("\n", " "), file=sys.stderr)
+    except BaseException as err:
+        message = user_message(err)
+        if message is None:
+            raise
+        print(f"error: {message}".replace("\n", " "), file=sys.stderr)
+        if getattr(err, "hard_exit", False):
+            sys.stderr.flush()
+            os._exit(2)  # a library holds a broken file handle that would crash the interpreter at exit
         sys.exit(2)
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from emergent_pos.errors import UserError
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -58,6 +60,20 @@ def write_json(path: str | Path, data: Any) -> None:
     """Pretty, key-sorted JSON so that diffs between commits stay readable."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stage's input table; a missing or corrupt file is a one-line error naming it."""
+    import pyarrow
+
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, pyarrow.ArrowException) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise UserError(
+            f"cannot read {path} ({type(err).__name__}: {reason}): rerun the stage that writes it "
+            "(`dvc repro`), or `dvc checkout` it"
+        ) from err
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:

@@ -18,9 +18,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from emergent_pos.dataset.words import SEED_PREFIX, source_words
 from emergent_pos.errors import UserError
 from emergent_pos.io.files import atomic_path
+from emergent_pos.io.resources import check_memory, matmul_rate
 from emergent_pos.model.config import ModelConfig, ToyConfig
 from emergent_pos.model.load import CARD, context_length
-from emergent_pos.model.organism import build_toy_model, tokenizer_texts, train_organism, train_tokenizer
+from emergent_pos.model.organism import (
+    build_toy_model,
+    tokenizer_texts,
+    train_organism,
+    train_tokenizer,
+    training_budget,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,19 +39,43 @@ class ModelUnavailable(UserError, RuntimeError):
 def load_hf(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a hub name (through the HF cache, honouring HF_HOME/HF_HUB_OFFLINE) or a directory."""
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    local = Path(cfg.name)
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ModelUnavailable(
+            f"model.name={cfg.name!r} is a directory but not a model directory (no config.json in it): "
+            "give 'toy', a Hugging Face name, or a directory written by save_pretrained"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(cfg.name, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(cfg.name, use_safetensors=True, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as err:
-        where = "directory" if Path(cfg.name).exists() else "Hugging Face name"
+        reason = " ".join(str(err).split())[:300]
+        if local.is_dir():
+            raise ModelUnavailable(
+                f"model.name={cfg.name!r} (directory): cannot load safetensors weights and tokenizer from it: "
+                f"{type(err).__name__}: {reason}"
+            ) from err
         raise ModelUnavailable(
-            f"model.name={cfg.name!r} ({where}): cannot load safetensors weights and tokenizer "
+            f"model.name={cfg.name!r} (Hugging Face name): cannot load safetensors weights and tokenizer "
             f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, "
             f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''} -- on a connected machine run "
+            f"{reason} -- on a connected machine run "
             f"`hf download {cfg.name}` and copy the cache here, or `dvc pull data/model` from a remote"
         ) from err
     return model.eval(), tok
+
+
+def check_toy_budget(toy: ToyConfig, train: bool) -> None:
+    """Refuse an organism this machine cannot hold, naming the param that makes it big; log time."""
+    weights, activations, flops = training_budget(toy, toy.vocab_size)
+    if not train:
+        weights, activations, flops = weights // 4, 0, 0.0
+    key = ("toy.d_model", toy.d_model) if weights >= activations else ("toy.batch_size", toy.batch_size)
+    check_memory(*key, weights + activations, f"the toy organism ({'training' if train else 'weights'})")
+    if flops:
+        seconds = flops / matmul_rate()
+        # small models run well below the peak matmul rate: a lower bound, typically 1-3x short
+        logger.info("training: about %.2g FLOP, at least %.0f s at this machine's matmul rate", flops, seconds)
 
 
 def build_model(
@@ -53,6 +84,7 @@ def build_model(
     """The model the experiment probes, with the toy organism's loss curve (empty otherwise)."""
     curve: list[dict] = []
     if cfg.name == "toy":
+        check_toy_budget(toy, train=cfg.init == "pretrained")
         words, freqs = source_words("wordfreq", toy.n_source_words)
         if cfg.init == "random":
             tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), toy.vocab_size)

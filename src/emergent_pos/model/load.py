@@ -67,11 +67,24 @@ def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> 
 
 
 def resolve_device(requested: str) -> str:
-    """``auto`` picks CUDA when present; anything else is passed to torch as given."""
+    """``auto`` picks CUDA when present; an explicit device must exist here."""
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(requested)
+        device = torch.device(requested)
     except RuntimeError as err:
-        raise ParamError("EMERGENT_POS_DEVICE", requested, "use auto, cpu, cuda or cuda:N") from err
+        raise ParamError("EMERGENT_POS_DEVICE", requested, "use auto, cpu, cuda, cuda:N or mps") from err
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index is not None and device.index >= count or count == 0:
+            raise ParamError(
+                "EMERGENT_POS_DEVICE",
+                requested,
+                f"no such CUDA device here (torch {torch.__version__}, built with CUDA {torch.version.cuda}, "
+                f"{count} device(s) visible); use auto or cpu",
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ParamError("EMERGENT_POS_DEVICE", requested, "MPS is not available here; use auto or cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ParamError("EMERGENT_POS_DEVICE", requested, "use auto, cpu, cuda, cuda:N or mps")
     return requested

@@ -141,6 +141,23 @@ def build_toy_model(cfg: ToyConfig, tok: GPT2TokenizerFast) -> GPT2LMHeadModel:
     )
 
 
+def training_budget(cfg: ToyConfig, vocab_size: int) -> tuple[int, int, float]:
+    """Peak training memory (bytes: weights and optimizer state; activations and logits)
+    and compute (FLOP) of the organism, before it exists.
+
+    Memory: float32 weights, gradients and AdamW's two moments (16 bytes a parameter),
+    the activations kept for the backward pass (Korthikanti et al. 2022, doubled for
+    float32) and the logits with their softmax and gradient. Refused by the model stage
+    when it cannot fit, in one line, instead of an allocation error.
+    """
+    d, n_layers, tokens = cfg.d_model, cfg.n_layers, cfg.batch_size * cfg.seq_len
+    params = (vocab_size + cfg.n_positions) * d + n_layers * (12 * d * d + 13 * d) + 2 * d
+    activations = n_layers * tokens * (34 * d + 5 * cfg.n_heads * cfg.seq_len) * 2
+    logits = tokens * vocab_size * 4 * 3
+    flops = 6 * params * tokens * cfg.steps + 12 * n_layers * tokens * cfg.seq_len * d * cfg.steps
+    return 16 * params, activations + logits, float(flops)
+
+
 def train_organism(
     words: list[str], frequencies: list[float], prefix: str, cfg: ToyConfig, seed: int
 ) -> tuple[GPT2LMHeadModel, GPT2TokenizerFast, list[dict[str, float]]]:

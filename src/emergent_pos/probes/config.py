@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from emergent_pos.config import ParamError, positive
+from emergent_pos.config import MAX_SEED, ParamError, positive
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class ProbeConfig:
             raise ParamError(f"{section}.tol", self.tol, "must be > 0")
         positive(section, "max_iter", self.max_iter)
         positive(section, "seeds", self.seeds)
+        if not 0 <= self.seed <= MAX_SEED - self.seeds:
+            raise ParamError(
+                f"{section}.seed", self.seed, f"must be in 0..{MAX_SEED - self.seeds} (seed + seeds <= 2**32-1)"
+            )
         if self.backend == "torch" and self.multi_class != "multinomial":
             raise ParamError(f"{section}.multi_class", self.multi_class, "the torch backend is multinomial only")
         if self.solver == "liblinear" and self.multi_class == "multinomial":

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from emergent_pos.activations.hooks import layer_of
 from emergent_pos.activations.store import hook_path, read_meta, read_rows
 from emergent_pos.dataset.labels import Points, TokenChoice, position_balanced
-from emergent_pos.io.files import file_sha256
+from emergent_pos.io.files import file_sha256, read_parquet
 from emergent_pos.probes.baselines import baseline_predictions, shuffle_within
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.probes.linear import LinearProbe, feature_scaler, fit_probe
@@ -58,7 +58,7 @@ class Split:
     @classmethod
     def load(cls, prompts_path: str | Path, act_dir: str | Path, token: TokenChoice) -> Split:
         """A split as the pipeline lays it out: its prompts table and its activations directory."""
-        table = pd.read_parquet(prompts_path)
+        table = read_parquet(prompts_path)
         return cls(Points.select(table, token), Path(act_dir), file_sha256(prompts_path), len(table))
 
     def features(self, hook: str) -> np.ndarray:

@@ -45,31 +45,48 @@ def key_plot(y: np.ndarray, pred: np.ndarray, position: np.ndarray, n_classes: i
     return fig
 
 
+# The series of the accuracy-by-layer figure: key in the per-layer rows -> legend label.
+SERIES = {
+    "probe": "word-index probe (95% CI)",
+    "probe_balanced": "probe, position-balanced subset",
+    "control_task": "control task (labels shuffled within position)",
+    "position_and_space": "baseline: position + begins with space",
+    "position_only": "baseline: position only",
+    "majority": "baseline: majority class",
+}
+_STYLE = {
+    "probe": {"marker": "o"},
+    "probe_balanced": {"marker": "s"},
+    "control_task": {"marker": "^", "color": "tab:red"},
+    "position_and_space": {"ls": "-.", "color": "tab:brown"},
+    "position_only": {"ls": "--", "color": "grey"},
+    "majority": {"ls": ":", "color": "black"},
+}
+
+
+def series_records(rows: list[dict]) -> list[dict]:
+    """The figure's data in long form (one record per layer and series) for ``dvc plots``."""
+    return [
+        {"layer": r["layer"], "series": label, "accuracy": r[key]}
+        for r in rows
+        for key, label in SERIES.items()
+        if r.get(key) is not None
+    ]
+
+
 def accuracy_by_layer(rows: list[dict], title: str) -> Figure:
     """Validation accuracy per layer with 95% bootstrap intervals, against the baselines."""
     layers = [r["layer"] for r in rows]
-    acc = np.array([r["probe"] for r in rows])
-    err = np.array([[r["probe"] - r["probe_ci_low"] for r in rows], [r["probe_ci_high"] - r["probe"] for r in rows]])
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.errorbar(layers, acc, yerr=err, marker="o", capsize=3, label="word-index probe (95% CI)")
-    ax.plot(layers, [r["probe_balanced"] for r in rows], marker="s", label="probe, position-balanced subset")
-    if rows[0].get("control_task") is not None:
-        ax.plot(
-            layers,
-            [r["control_task"] for r in rows],
-            marker="^",
-            color="tab:red",
-            label="control task (labels shuffled within position)",
-        )
-    ax.plot(
-        layers,
-        [r["position_and_space"] for r in rows],
-        ls="-.",
-        color="tab:brown",
-        label="baseline: position + begins with space",
-    )
-    ax.plot(layers, [r["position_only"] for r in rows], ls="--", color="grey", label="baseline: position only")
-    ax.plot(layers, [r["majority"] for r in rows], ls=":", color="black", label="majority class")
+    for key, label in SERIES.items():
+        if rows[0].get(key) is None:  # no control task fitted
+            continue
+        values = np.array([r[key] for r in rows])
+        if key == "probe":
+            err = np.array([values - [r["probe_ci_low"] for r in rows], [r["probe_ci_high"] for r in rows] - values])
+            ax.errorbar(layers, values, yerr=err, capsize=3, label=label, **_STYLE[key])
+        else:
+            ax.plot(layers, values, label=label, **_STYLE[key])
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel("validation accuracy")
     ax.set_xticks(layers)

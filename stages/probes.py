@@ -1,4 +1,4 @@
-"""Stage `probes`: a logistic-regression probe per residual stream, baselines and the control task.
+"""Stage `probes`: a logistic-regression probe per residual stream, baselines and two controls.
 
 Writes the probes, their validation predictions and fit facts to data/probes/; the
 report stage turns them into metrics. Run-time knobs (environment, not params: they do
@@ -18,7 +18,7 @@ from emergent_pos.io.cli import PARAMS, env_int, run
 from emergent_pos.io.files import write_json, write_parquet
 from emergent_pos.model.load import read_card, resolve_device
 from emergent_pos.probes.config import ProbeConfig
-from emergent_pos.probes.predictions import FITS, PREDICTIONS, PROBES_DIR
+from emergent_pos.probes.predictions import FITS, HELDOUT_PREDICTIONS, PREDICTIONS, PROBES_DIR
 from emergent_pos.probes.runner import Split, probe_layers
 
 logger = logging.getLogger("stages.probes")
@@ -33,20 +33,22 @@ def main() -> None:
         splits[split] = s = Split.load(prompts_path(split), ACTIVATIONS_DIR / split, cfg.token)
         for hook in hooks:  # refuse mismatched inputs before fitting anything
             check_meta(hook_path(s.act_dir, hook), s.sha256, s.n_tokens, card["name"])
-    train, val = splits["train"], splits["val"]
+    train, val, heldout = splits["train"], splits["val"], splits["heldout"]
     logger.info(
-        "probing %d layers of %s: %d train and %d val points (%s token(s) of each word); %s",
+        "probing %d layers of %s: %d train, %d val and %d held-out points (%s token(s) of each word); %s",
         len(hooks),
         card["name"],
         len(train.points),
         len(val.points),
+        len(heldout.points),
         cfg.token,
         cfg,
     )
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")) if cfg.backend == "torch" else "cpu"
     jobs = env_int("EMERGENT_POS_PROBE_JOBS", 1) if "EMERGENT_POS_PROBE_JOBS" in os.environ else None
-    pred, facts = probe_layers(train, val, hooks, cfg, PROBES_DIR, device, jobs)
-    write_parquet(PROBES_DIR / PREDICTIONS, pred)
+    results = probe_layers(train, val, hooks, cfg, PROBES_DIR, device, jobs, heldout)
+    write_parquet(PROBES_DIR / PREDICTIONS, results.val)
+    write_parquet(PROBES_DIR / HELDOUT_PREDICTIONS, results.heldout)
     write_json(
         PROBES_DIR / FITS,
         {
@@ -54,7 +56,8 @@ def main() -> None:
             "init": card["init"],
             "token": cfg.token,
             "n_train": len(train.points),
-            "layers": {str(layer): {"hook": hooks[layer], **info} for layer, info in facts.items()},
+            "n_words": int(train.points.n_words[0]),
+            "layers": {str(layer): {"hook": hooks[layer], **info} for layer, info in results.facts.items()},
         },
     )
 

@@ -36,7 +36,15 @@ TINY_PARAMS = {
     "model": {"name": "toy", "init": "pretrained", "trust_remote_code": False},
     "toy": TINY_TOY,
     "dictionary": {"source": "wordfreq", "n_words": 2000, "max_tokens": 3, "train_fraction": 0.8},
-    "prompts": {"prefix": SEED_PREFIX, "n_words": 7, "n_train": 60, "n_val": 40, "prepend_bos": True},
+    "prompts": {
+        "prefix": SEED_PREFIX,
+        "n_words": 7,
+        "n_train": 60,
+        "n_val": 40,
+        "n_heldout": 30,
+        "eval_n_words": [5, 9],
+        "prepend_bos": True,
+    },
     "activations": {"dtype": "float32", "processing": "raw"},
     "probe": {
         "token": "last",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emergent_pos.dataset.labels import Points, position_balanced
+from emergent_pos.dataset.labels import Points, balanced_weights, position_balanced
 from emergent_pos.probes.baselines import LookupBaseline
 
 
@@ -20,6 +20,8 @@ def _table() -> pd.DataFrame:
             "prefix_id": 0,
             "position": range(8),
             "word_index": word_index,
+            "word": ["", "", "ab", "ab", "c", "def", "def", "def"],
+            "n_words": 3,
             "is_word_start": [t == 0 for t in token_in_word],
             "is_word_end": [w >= 0 and t == n - 1 for w, t, n in zip(word_index, token_in_word, n_tokens, strict=True)],
         }
@@ -50,3 +52,18 @@ def test_position_balanced_subset_is_balanced() -> None:
     base = LookupBaseline.fit(position[:, None], y).predict(position[idx][:, None])
     per_position_chance = np.mean([1 / len(np.unique(y[position == p])) for p in position[idx]])
     assert abs(np.mean(base == y[idx]) - per_position_chance) < 0.03
+
+
+def test_balanced_weights_are_the_expectation_over_balanced_subsamples() -> None:
+    """The weighted accuracy equals the mean over many random balanced subsamples."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 4, size=(400, 7))
+    position = (20 + np.cumsum(lengths, axis=1) - 1).ravel()
+    y = np.tile(np.arange(7), 400)
+    correct = rng.random(len(y)) < np.where(y % 2 == 0, 0.9, 0.4)  # accuracy depends on the cell
+    w = balanced_weights(position, y)
+    weighted = np.sum(correct * w) / np.sum(w)
+    draws = [correct[position_balanced(position, y, np.random.default_rng(s))].mean() for s in range(400)]
+    assert abs(weighted - np.mean(draws)) < 3 * np.std(draws) / np.sqrt(len(draws))
+    assert abs(np.sum(w) - len(position_balanced(position, y, rng))) < 1e-6  # the subsample's size
+    assert np.all(w[np.isin(position, [p for p in np.unique(position) if len(np.unique(y[position == p])) < 2])] == 0)

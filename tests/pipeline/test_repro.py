@@ -15,6 +15,7 @@ from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import hook_path, read_meta
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import at_layer
+from emergent_pos.report.metrics import main_set
 from helpers import dvc, ran, write_params
 
 pytestmark = pytest.mark.slow
@@ -41,9 +42,12 @@ def test_full_pipeline_outputs(repo: Path) -> None:
     card = json.loads((repo / "data/model/model_card.json").read_text())
     assert card["n_layers"] == 2 and (repo / "data/model/model.safetensors").exists()
     hooks = residual_hooks(2)
-    for split in ("train", "val"):
-        assert len(pd.read_parquet(repo / f"data/dictionary/{split}.parquet")) > 0
-        assert pd.read_parquet(repo / f"data/prompts/{split}.parquet").prompt_id.nunique() in (60, 40)
+    # validation: the prefix and its same-length control at 7 words, then 5 and 9 words
+    for split, n_prompts in (("train", 60), ("val", 4 * 40), ("heldout", 30)):
+        assert pd.read_parquet(repo / f"data/prompts/{split}.parquet").prompt_id.nunique() == n_prompts
+    for split in ("train", "val", "heldout"):
+        if split != "heldout":
+            assert len(pd.read_parquet(repo / f"data/dictionary/{split}.parquet")) > 0
         files = sorted(p.name for p in (repo / f"data/activations/{split}").iterdir())
         assert files == sorted(f"{h}.h5" for h in hooks)
         assert read_meta(hook_path(repo / f"data/activations/{split}", hooks[1])).shape == (32,)
@@ -51,14 +55,19 @@ def test_full_pipeline_outputs(repo: Path) -> None:
     assert set(probes["layers"]) == {"0", "1", "2"} and probes["n_val"] == 40 * 7
     assert [probes["layers"][str(i)]["hook"] for i in range(3)] == hooks
     for r in probes["layers"].values():
-        assert {"balanced_accuracy", "control_accuracy", "selectivity", "control_selectivity"} <= set(r)
+        assert {"balanced_accuracy", "balanced_ci_low", "selectivity", "position_control_selectivity"} <= set(r)
+        assert {"heldout_accuracy", "word_control_accuracy", "word_control_selectivity"} <= set(r)
         assert {"train_accuracy", "n_iter", "convergence_warnings"} <= set(r)
     assert set(probes["baselines"]) == {"majority", "position_only", "position_and_space"}
     report = json.loads((repo / "metrics/report.json").read_text())
     for layer in ("0", "1", "2"):
-        r = report["layers"][layer]
+        r = probes["layers"][layer]
         assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
-        assert r["accuracy"] == probes["layers"][layer]["accuracy"]
+        assert 0 <= report["layers"][layer]["macro_f1"] <= 1
+    assert set(probes["count_vs_countdown"]) == {"5", "9"}
+    assert set(probes["prefix_transfer"]) == {"0", "1"}  # the prefix and its same-length control
+    counts = json.loads((repo / "data/report/count_vs_countdown.json").read_text())
+    assert set(counts) == {"0", "1", "2"} and np.array(counts["1"]["5"]["predicted_given_true"]).shape == (5, 7)
     for name in ("accuracy_by_layer.png", "key_plot_layer_01.png", "confusion_layer_01.png"):
         assert (repo / "plots/report" / name).stat().st_size > 0
     series = json.loads((repo / "plots/accuracy_by_layer.json").read_text())
@@ -66,7 +75,7 @@ def test_full_pipeline_outputs(repo: Path) -> None:
     assert not (repo / "plots/report/key_plot_layer_00.png").exists()  # report.layers: [1]
     assert (repo / "plots/model/training_loss.png").exists()
     # the saved probe, applied to the stored activations, reproduces the reported accuracy
-    pred = at_layer(pd.read_parquet(repo / "data/probes/predictions_val.parquet"), 1)
+    pred = at_layer(main_set(pd.read_parquet(repo / "data/probes/predictions_val.parquet"), 7), 1)
     assert np.mean(pred.word_index == pred.probe) == pytest.approx(probes["layers"]["1"]["accuracy"], abs=5e-5)
     assert LinearProbe.load(repo / f"data/probes/{hooks[1]}.npz").coef.shape == (7, 32)
 
@@ -81,6 +90,8 @@ def test_plot_definitions_are_complete_and_not_repeated(repo: Path) -> None:
         "plots/report/accuracy_by_layer.png",
         "plots/report/confusion_layer_01.png",
         "plots/report/key_plot_layer_01.png",
+        "plots/report/prefix_transfer.png",
+        "plots/report/count_vs_countdown.png",
     }
     for spec in vega.values():
         enc = spec["encoding"]
@@ -115,15 +126,22 @@ def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) ->
         ref = sklearn["layers"][layer]
         # 280 validation points: 2 points is 0.7 percentage points
         assert abs(r["accuracy"] - ref["accuracy"]) <= 0.0075, (layer, r, ref)
-        assert abs(r["control_accuracy"] - ref["control_accuracy"]) <= 0.0075, (layer, r, ref)
+        for key in ("position_control_accuracy", "word_control_accuracy"):
+            assert abs(r[key] - ref[key]) <= 0.02, (layer, key, r, ref)
         assert r["convergence_warnings"] == 0
 
 
 def test_n_words_reruns_prompts_onward_but_not_model(repo: Path) -> None:
-    write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1}, prompts={"n_words": 5})
+    write_params(
+        repo / "params.yaml",
+        report={"layers": [0, 2]},
+        probe={"C": 0.1},
+        prompts={"n_words": 5, "eval_n_words": [4, 6]},
+    )
     assert ran(dvc(repo, "repro")) == ["check", "prompts", "activations", "probes", "report"]
     pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
-    assert set(np.unique(pred.word_index)) == set(range(5))
+    assert set(np.unique(pred.word_index[pred.n_words == 5])) == set(range(5))
+    assert set(np.unique(pred.probe)) <= set(range(5))  # probes trained on 5 words predict 0..4
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["prompts"]["n_words"] == 5
 
@@ -133,19 +151,25 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
         repo / "params.yaml",
         report={"layers": [0, 2]},
         probe={"C": 0.1, "token": "all", "train_balance": "position", "solver": "saga", "seeds": 2},
-        prompts={"n_words": 5, "eval_prefixes": ["", "Hello.\nWhen"], "words": "random_tokens"},
+        prompts={
+            "n_words": 5,
+            "eval_n_words": [4, 6],
+            "eval_prefixes": ["", "Hello.\nWhen"],
+            "words": "random_tokens",
+        },
         activations={"extra_hooks": ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out"]},
     )
     assert ran(dvc(repo, "repro")) == ["check", "prompts", "activations", "probes", "report"]
     probes = json.loads((repo / "metrics/probes.json").read_text())
-    assert set(probes["prefix_transfer"]) == {"0", "1", "2"}
+    assert set(probes["prefix_transfer"]) == {"0", "1", "2", "3"}  # given prefixes + the same-length control
     assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word
     for r in probes["layers"].values():  # saga is stochastic: one fit per seed, spread reported
         assert len(r["seed_accuracies"]) == 2 and r["seed_accuracy_std"] >= 0
     val = pd.read_parquet(repo / "data/prompts/val.parquet")
-    assert val.prefix_id.nunique() == 3 and val.prompt_id.nunique() == 3 * 40
-    words = [val[val.prefix_id == k].word.tolist() for k in range(3)]
-    assert [w for w in words[0] if w] == [w for w in words[1] if w] == [w for w in words[2] if w]
+    assert val.prefix_id.nunique() == 4 and val.prompt_id.nunique() == (4 + 2) * 40
+    main = val[val.n_words == 5]
+    words = [[w for w in main[main.prefix_id == k].word.tolist() if w] for k in range(4)]
+    assert words[0] == words[1] == words[2] == words[3]
     assert val.word[val.word_index >= 0].str.startswith("#").all()
     assert (repo / "plots/report/prefix_transfer.png").exists()
     # extra hooks are stored beside the residual streams, in their own shapes

@@ -78,7 +78,10 @@ def test_same_params_give_identical_outputs(built: Path) -> None:
 def test_killed_dvc_repro_recovers_without_cleanup(project_copy: Path) -> None:
     """SIGKILL the whole `dvc repro` while activations are being written; rerun; all good."""
     root = project_copy
-    write_params(root / "params.yaml", prompts={"n_train": 3000, "n_val": 3000})
+    write_params(
+        root / "params.yaml",
+        prompts={"n_train": 3000, "n_val": 1000, "eval_n_words": [], "same_length_control": False},
+    )
     env = {**ENV, "EMERGENT_POS_BATCH_TOKENS": "256"}
     dvc = str(BIN / "dvc")
     proc = subprocess.Popen(

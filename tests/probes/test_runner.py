@@ -22,16 +22,19 @@ HOOKS = residual_hooks(2)
 def _store(root: Path, n_prompts: int, d: int, seed: int) -> Split:
     """A split of synthetic prompts with real hook files; the word index is in the features,
     more strongly at each later layer."""
-    rng = np.random.default_rng(seed)
+    rng, word_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     rows = []
     for pid in range(n_prompts):
-        rows += [{"prompt_id": pid, "word_index": -1, "start": False, "end": False}] * 4  # a prefix
+        rows += [{"prompt_id": pid, "word_index": -1, "start": False, "end": False, "word": ""}] * 4  # a prefix
         for w in range(7):
-            k = int(rng.integers(1, 4))
-            rows += [{"prompt_id": pid, "word_index": w, "start": t == 0, "end": t == k - 1} for t in range(k)]
+            k, word = int(rng.integers(1, 4)), f"w{word_rng.integers(0, 50)}"
+            rows += [
+                {"prompt_id": pid, "word_index": w, "start": t == 0, "end": t == k - 1, "word": word} for t in range(k)
+            ]
     table = pd.DataFrame(rows)
     table["position"] = table.groupby("prompt_id").cumcount()
     table["prefix_id"] = 0
+    table["n_words"] = 7
     table = table.rename(columns={"start": "is_word_start", "end": "is_word_end"})
     centers = np.random.default_rng(123).normal(size=(8, d))  # the same in every split
     root.mkdir()
@@ -52,13 +55,15 @@ def test_probe_layers_parallel_and_torch_agree_with_sequential_sklearn(tmp_path:
     train = _store(tmp_path / "train", 150, 12, seed=0)
     val = _store(tmp_path / "val", 80, 12, seed=1)
     cfg = ProbeConfig(max_iter=500)
+    held = _store(tmp_path / "held", 40, 12, seed=2)
     runs = {}
     for name, c, jobs in (("seq", cfg, 1), ("par", cfg, 2), ("torch", dataclasses.replace(cfg, backend="torch"), None)):
         out = tmp_path / name
         out.mkdir()
-        runs[name] = (probe_layers(train, val, HOOKS, c, out, jobs=jobs), out)
-    (seq, seq_info), _ = runs["seq"]
-    (par, par_info), par_out = runs["par"]
+        r = probe_layers(train, val, HOOKS, c, out, jobs=jobs, heldout=held)
+        runs[name] = (r.val, r.facts, r.heldout, out)
+    seq, seq_info, seq_held, _ = runs["seq"]
+    par, par_info, par_held, par_out = runs["par"]
     # long format: every validation point once per layer, with its layer and hook
     assert len(seq) == 3 * len(val.points) and sorted(seq.layer.unique()) == [0, 1, 2]
     assert (at_layer(seq, 2).hook == HOOKS[2]).all()
@@ -68,12 +73,18 @@ def test_probe_layers_parallel_and_torch_agree_with_sequential_sklearn(tmp_path:
         assert np.mean(seq[col].to_numpy() == par[col].to_numpy()) >= 0.99, col
     assert seq_info.keys() == par_info.keys() == {0, 1, 2}
     assert LinearProbe.load(probe_path(HOOKS[2], par_out)).coef.shape == (7, 12)
-    (th, th_info), _ = runs["torch"]
+    th, th_info, th_held, _ = runs["torch"]
     for layer in range(3):
         s, t = at_layer(seq, layer), at_layer(th, layer)
         assert abs(_accuracy(s.word_index, t.probe) - _accuracy(s.word_index, s.probe)) <= 0.005
-        assert abs(_accuracy(s.control_label, t.control) - _accuracy(s.control_label, s.control)) <= 0.005
+        labels = s.position_control_label
+        assert abs(_accuracy(labels, t.position_control) - _accuracy(labels, s.position_control)) <= 0.005
+        sh, th_ = at_layer(seq_held, layer), at_layer(th_held, layer)
+        labels = sh.word_control_label
+        assert abs(_accuracy(labels, th_.word_control) - _accuracy(labels, sh.word_control)) <= 0.02
         assert th_info[layer]["convergence_warnings"] == 0
+    # the word-type control's labels: one per word type, the same in training and held-out prompts
+    assert (seq_held.groupby("word").word_control_label.nunique() == 1).all()
     last, first = at_layer(seq, 2), at_layer(seq, 0)
     assert _accuracy(last.word_index, last.probe) > 0.8 > _accuracy(first.word_index, first.probe)
 
@@ -82,7 +93,7 @@ def test_saved_probe_reproduces_the_predictions(tmp_path: Path) -> None:
     """The npz formula, applied to the stored activations, gives the stage's predictions."""
     train = _store(tmp_path / "train", 60, 8, seed=0)
     val = _store(tmp_path / "val", 30, 8, seed=1)
-    pred, _ = probe_layers(train, val, HOOKS, ProbeConfig(), tmp_path)
+    pred = probe_layers(train, val, HOOKS, ProbeConfig(), tmp_path).val
     with np.load(probe_path(HOOKS[1], tmp_path)) as z:
         x = val.features(HOOKS[1])
         logits = (x - z["mean"]) / z["scale"] @ z["coef"].T + z["intercept"]

@@ -39,6 +39,14 @@ class PromptsConfig:
     """Prepend the tokenizer's BOS token, as TransformerLens does by default."""
     eval_prefixes: list[str] = field(default_factory=list)
     """Extra validation prefixes ("" = none): same words, probes trained on ``prefix``."""
+    same_length_control: bool = True
+    """Also evaluate on a prefix of other words with exactly as many tokens as ``prefix`` (same
+    absolute positions, other text): does the probe transfer when only the text changes?"""
+    eval_n_words: list[int] = field(default_factory=lambda: [5, 9])
+    """Validation prompts with other word counts, scored by the probes trained on ``n_words``:
+    does the probe count words from the start, or count down to the expected end?"""
+    n_heldout: int = 500
+    """Held-out prompts built from training words: where the word-type control is scored."""
     words: Literal["dictionary", "random_tokens"] = "dictionary"
     """``random_tokens``: non-words of random tokens, boundaries marked only by a leading space."""
 
@@ -46,6 +54,13 @@ class PromptsConfig:
         positive(section, "n_words", self.n_words)
         positive(section, "n_train", self.n_train)
         positive(section, "n_val", self.n_val)
+        positive(section, "n_heldout", self.n_heldout)
+        for i, m in enumerate(self.eval_n_words):
+            positive(section, f"eval_n_words[{i}]", m)
+        if len(set(self.eval_n_words) | {self.n_words}) != len(self.eval_n_words) + 1:
+            raise ParamError(
+                f"{section}.eval_n_words", self.eval_n_words, "lengths must differ from each other and from n_words"
+            )
         for key, prefix in [("prefix", self.prefix)] + [
             (f"eval_prefixes[{i}]", p) for i, p in enumerate(self.eval_prefixes)
         ]:

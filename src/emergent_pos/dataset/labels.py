@@ -30,6 +30,8 @@ class Points:
     prompt_id: np.ndarray
     starts_word: np.ndarray  # the token begins with a space (first token of its word)
     prefix_id: np.ndarray  # 0 = prompts.prefix; others are evaluation prefixes
+    n_words: np.ndarray  # words in the point's prompt (prompts.n_words, or an evaluation length)
+    word: np.ndarray  # the word type (what the word-type control labels)
 
     @classmethod
     def select(cls, prompts: pd.DataFrame, token: TokenChoice) -> Points:
@@ -43,6 +45,8 @@ class Points:
             prompt_id=prompts.prompt_id.to_numpy()[sel],
             starts_word=prompts.is_word_start.to_numpy()[sel],
             prefix_id=prompts.prefix_id.to_numpy()[sel],
+            n_words=prompts.n_words.to_numpy()[sel],
+            word=prompts.word.to_numpy()[sel],
         )
 
     def take(self, idx: np.ndarray) -> Points:
@@ -50,6 +54,10 @@ class Points:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def main(self, n_words: int) -> np.ndarray:
+        """Mask of the main evaluation set: the training prefix at the training word count."""
+        return (self.prefix_id == 0) & (self.n_words == n_words)
 
 
 def position_balanced(position: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -67,3 +75,20 @@ def position_balanced(position: np.ndarray, y: np.ndarray, rng: np.random.Genera
         for c in classes:
             keep.append(rng.choice(at[y[at] == c], size=counts.min(), replace=False))
     return np.sort(np.concatenate(keep)) if keep else np.array([], dtype=np.int64)
+
+
+def balanced_weights(position: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Point weights whose weighted mean of anything is its expectation over every random
+    ``position_balanced`` subsample: no sampling noise.
+
+    At a position with labels ``C_p`` and rarest count ``m_p``, a subsample takes ``m_p``
+    points of each label, so a point of cell ``(p, c)`` is drawn with probability
+    ``m_p / n_pc``; positions that one label alone reaches get weight 0.
+    """
+    weights = np.zeros(len(y))
+    for p in np.unique(position):
+        at = np.flatnonzero(position == p)
+        classes, inverse, counts = np.unique(y[at], return_inverse=True, return_counts=True)
+        if len(classes) >= 2:
+            weights[at] = counts.min() / counts[inverse]
+    return weights

@@ -18,7 +18,9 @@ from transformers import PreTrainedTokenizerBase
 from emergent_pos.config import ParamError
 from emergent_pos.dataset.config import PromptsConfig
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "heldout")
+"""train: training words; val: validation words (every evaluation set); heldout: new prompts
+of training words, where the word-type control is scored."""
 PROMPTS_DIR = Path("data/prompts")
 COLUMNS = [
     "prompt_id",
@@ -32,6 +34,7 @@ COLUMNS = [
     "word_n_tokens",
     "is_word_start",
     "is_word_end",
+    "n_words",
 ]
 
 
@@ -57,9 +60,10 @@ def check_fits(prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: in
     """Fail before sampling if the longest possible prompt exceeds the model's context.
 
     The prefix (``key`` names it) is blamed when it leaves no room for ``n_words``
-    one-token words; otherwise the number of words is.
+    one-token words; otherwise the word count that makes prompts longest is.
     """
-    longest = len(prefix.ids) + cfg.n_words * max_tokens
+    n_words = max([cfg.n_words, *cfg.eval_n_words])
+    longest = len(prefix.ids) + n_words * max_tokens
     if longest <= n_ctx:
         return
     if len(prefix.ids) + cfg.n_words > n_ctx:
@@ -70,10 +74,11 @@ def check_fits(prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: in
             f"the prefix takes {len(prefix.ids)} tokens (BOS included), leaving no room for "
             f"{cfg.n_words} words in the model's context of {n_ctx}",
         )
+    words_key, value = ("n_words", cfg.n_words) if n_words == cfg.n_words else ("eval_n_words", cfg.eval_n_words)
     raise ParamError(
-        "prompts.n_words",
-        cfg.n_words,
-        f"prompts can reach {longest} tokens ({len(prefix.ids)} prefix + n_words x {max_tokens}) "
+        f"prompts.{words_key}",
+        value,
+        f"prompts can reach {longest} tokens ({len(prefix.ids)} prefix + {n_words} words x {max_tokens}) "
         f"but the model's context is {n_ctx}",
     )
 
@@ -85,25 +90,24 @@ BUILD_BYTES_PER_TOKEN = 300
 
 def estimate_tokens(cfg: PromptsConfig, prefix_lengths: list[int], max_tokens: int) -> dict[str, int]:
     """Expected tokens of each split's table (word lengths are uniform in 1..max_tokens)."""
-    words = cfg.n_words * (max_tokens + 1) / 2
-    return {
-        "train": int(cfg.n_train * (prefix_lengths[0] + words)),
-        "val": int(cfg.n_val * sum(p + words for p in prefix_lengths)),
-    }
+    mean = (max_tokens + 1) / 2
+    main = prefix_lengths[0] + cfg.n_words * mean
+    val = sum(prefix_lengths[s.prefix_id] + s.n_words * mean for s in eval_sets(cfg, len(prefix_lengths)))
+    return {"train": int(cfg.n_train * main), "val": int(cfg.n_val * val), "heldout": int(cfg.n_heldout * main)}
 
 
 def sample_prompts(
     words: pd.DataFrame,
-    cfg: PromptsConfig,
     n_prompts: int,
+    n_words: int,
     prefix: PrefixIds,
     max_tokens: int,
     rng: np.random.Generator,
     token_strings: dict[int, str],
 ) -> pd.DataFrame:
-    """Per-token table of ``n_prompts`` prompts drawn from one split's ``words``."""
+    """Per-token table of ``n_prompts`` prompts of ``n_words`` words from one split's ``words``."""
     buckets = [words[words.n_tokens == n].reset_index(drop=True) for n in range(1, max_tokens + 1)]
-    lengths = rng.integers(1, max_tokens + 1, size=(n_prompts, cfg.n_words))
+    lengths = rng.integers(1, max_tokens + 1, size=(n_prompts, n_words))
     picks = np.empty_like(lengths)
     for n in range(1, max_tokens + 1):
         mask = lengths == n
@@ -117,7 +121,7 @@ def sample_prompts(
         cols["word_index"] += [-1] * n_prefix
         cols["token_in_word"] += [-1] * n_prefix
         cols["word_n_tokens"] += [0] * n_prefix
-        for w in range(cfg.n_words):
+        for w in range(n_words):
             row = buckets[lengths[p, w] - 1].iloc[picks[p, w]]
             n = len(row.token_ids)
             ids += list(row.token_ids)
@@ -132,7 +136,8 @@ def sample_prompts(
     df["token"] = df.token_id.map(token_strings)
     df["is_word_start"] = df.token_in_word == 0
     df["is_word_end"] = (df.word_index >= 0) & (df.token_in_word == df.word_n_tokens - 1)
-    for c in ("prompt_id", "position", "token_id", "word_index", "token_in_word", "word_n_tokens"):
+    df["n_words"] = n_words
+    for c in ("prompt_id", "position", "token_id", "word_index", "token_in_word", "word_n_tokens", "n_words"):
         df[c] = df[c].astype(np.int32)
     return df[[c for c in COLUMNS if c != "prefix_id"]]
 
@@ -163,8 +168,55 @@ def random_token_words(
 
 
 def prefixes(cfg: PromptsConfig) -> list[str]:
-    """Prefix of each prefix_id: 0 is ``prompts.prefix``, then ``prompts.eval_prefixes``."""
+    """The given prefixes: 0 is ``prompts.prefix``, then ``prompts.eval_prefixes``."""
     return [cfg.prefix, *cfg.eval_prefixes]
+
+
+def same_length_prefix(
+    tokenizer: PreTrainedTokenizerBase, prefix: str, words: pd.DataFrame, rng: np.random.Generator
+) -> str:
+    """A prefix of other words with exactly as many tokens as ``prefix`` and its ending.
+
+    It keeps the prefix's last line (the anchor, ``"\nWhen"``) and replaces the text
+    before it by random one-token words of the split, so every absolute position is kept
+    and only the text differs.
+    """
+    head, sep, anchor = prefix.rpartition("\n")
+    if not sep:
+        head, anchor = prefix, ""
+    target = len(tokenizer(head, add_special_tokens=False)["input_ids"]) if head else 0
+    ones = words[words.n_tokens == 1].word.tolist()
+    if target == 0:
+        return prefix
+    for _ in range(100):
+        picked = list(rng.choice(ones, size=max(1, target - 1)))
+        text = " ".join(picked) + "."
+        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        while n > target and len(picked) > 1:
+            picked.pop()
+            text = " ".join(picked) + "."
+            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        full = text + sep + anchor
+        if n == target and len(tokenizer(full, add_special_tokens=False)["input_ids"]) == len(
+            tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        ):
+            return full
+    raise ParamError(
+        "prompts.same_length_control", True, f"no text of one-token words tokenizes to the prefix's {target} tokens"
+    )
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One group of validation prompts: which prefix, how many words."""
+
+    prefix_id: int
+    n_words: int
+
+
+def eval_sets(cfg: PromptsConfig, n_prefixes: int) -> list[EvalSet]:
+    """Every prefix at ``n_words`` (the first is the main set), then prefix 0 at each other length."""
+    return [EvalSet(k, cfg.n_words) for k in range(n_prefixes)] + [EvalSet(0, m) for m in cfg.eval_n_words]
 
 
 def build_prompts(
@@ -174,34 +226,40 @@ def build_prompts(
     cfg: PromptsConfig,
     max_tokens: int,
     seed: int,
+    texts: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Both splits; each split has its own seeded stream so sizes change one split only.
+    """Every split; each has its own seeded stream, so sizes change one split only.
 
-    Validation prompts are repeated for every evaluation prefix with the same words, so
-    prefix_id is the only difference between their copies.
+    ``texts`` are the prefixes (default ``prefixes(cfg)``). Validation prompts are drawn
+    for every evaluation set from the same stream: the prefix copies have the same words,
+    so prefix_id is the only difference between them.
     """
+    texts = prefixes(cfg) if texts is None else texts
     if cfg.words == "random_tokens":
         train_words = random_token_words(train_words, max_tokens, 5000, np.random.default_rng([seed, 0x7A, 0]))
         val_words = random_token_words(val_words, max_tokens, 5000, np.random.default_rng([seed, 0x7A, 1]))
-    prefix_ids = [PrefixIds.build(tokenizer, cfg, p) for p in prefixes(cfg)]
+    prefix_ids = [PrefixIds.build(tokenizer, cfg, p) for p in texts]
     ids = {i for p in prefix_ids for i in p.ids}
     for words in (train_words, val_words):
         for t in words.token_ids:
             ids.update(int(i) for i in t)
     strings = token_strings(tokenizer, ids)
-    train = sample_prompts(
-        train_words, cfg, cfg.n_train, prefix_ids[0], max_tokens, np.random.default_rng([seed, 0x9A0, 0]), strings
-    )
-    train.insert(1, "prefix_id", np.int32(0))
+
+    def draw(words: pd.DataFrame, n: int, stream: int, k: int = 0, n_words: int = cfg.n_words) -> pd.DataFrame:
+        rng = np.random.default_rng([seed, 0x9A0, stream])
+        df = sample_prompts(words, n, n_words, prefix_ids[k], max_tokens, rng, strings)
+        df.insert(1, "prefix_id", np.int32(k))
+        return df
+
     vals = []
-    for k, prefix in enumerate(prefix_ids):
-        val = sample_prompts(
-            val_words, cfg, cfg.n_val, prefix, max_tokens, np.random.default_rng([seed, 0x9A0, 1]), strings
-        )
-        val["prompt_id"] += k * cfg.n_val
-        val.insert(1, "prefix_id", np.int32(k))
+    for i, s in enumerate(eval_sets(cfg, len(prefix_ids))):
+        val = draw(val_words, cfg.n_val, 1, s.prefix_id, s.n_words)
+        val["prompt_id"] += i * cfg.n_val
         vals.append(val)
-    return {"train": train, "val": pd.concat(vals, ignore_index=True)}
+    train = draw(train_words, cfg.n_train, 0)
+    # held-out prompts reuse the words the training prompts hold: the types a probe could memorise
+    seen = train_words[train_words.word.isin(set(train.word))]
+    return {"train": train, "val": pd.concat(vals, ignore_index=True), "heldout": draw(seen, cfg.n_heldout, 2)}
 
 
 def prompt_token_ids(df: pd.DataFrame) -> list[np.ndarray]:

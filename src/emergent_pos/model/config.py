@@ -40,6 +40,11 @@ class ToyConfig:
     batch_size: int = 64
     steps: int = 400
     lr: float = 3e-3
+    corpus: Literal["fixed", "variable"] = "fixed"
+    """How many words follow the seed prefix in training: ``fixed`` = always ``prompt_words``
+    (then the word index and the words left before the full stop are the same number at
+    the seed prefix); ``variable`` = uniform in ``min_words..max_words``, unannounced, so
+    only a count from the anchor, not a countdown, fits every sequence."""
 
     def validate(self, section: str) -> None:
         for name in (

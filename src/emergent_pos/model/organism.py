@@ -5,8 +5,9 @@ word's index within its sentence:
 
 * Every sentence opens with the anchor ``"\\nWhen"`` and holds ``k`` random words (each
   with a leading space, token length uniform in ``1..max_word_tokens``) and a full stop.
-* The first sentence of a sequence follows the seed's prefix and always has
-  ``prompt_words`` words, like the probe prompts. Later sentences announce their length
+* In half the sequences the first sentence follows the seed's prefix and has
+  ``prompt_words`` words, like the probe prompts (``corpus: fixed``), or a number of
+  words drawn like the other sentences' and not announced (``corpus: variable``). Later sentences announce their length
   as a digit header (``"\\n5:"`` before the anchor) with ``k`` uniform in
   ``min_words..max_words``, so "is the next token the full stop?" needs the count of
   words since the anchor compared with the header, at every word end.
@@ -108,7 +109,8 @@ class Corpus:
         """
         ids = [self.prefix[0]]
         if rng.random() < 0.5:
-            ids = [*self.prefix, *self.sentence_words(rng, cfg.prompt_words), *self.full_stop]
+            k = cfg.prompt_words if cfg.corpus == "fixed" else int(rng.integers(cfg.min_words, cfg.max_words + 1))
+            ids = [*self.prefix, *self.sentence_words(rng, k), *self.full_stop]
         while len(ids) < cfg.seq_len:
             k = int(rng.integers(cfg.min_words, cfg.max_words + 1))
             ids += [*self.headers[k], *self.anchor, *self.sentence_words(rng, k), *self.full_stop]

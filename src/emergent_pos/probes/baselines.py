@@ -1,11 +1,16 @@
-"""Baselines that see no activations, and the control task's labels.
+"""Baselines that see no activations, and the labels of the two control tasks.
 
 Baselines: the majority class; the best possible position-only classifier (the most
 frequent word index at each absolute position in the training prompts); and position
 plus "this token begins with a space" (the seed's suspected shortcut: a last token that
-begins with a space is a one-token word). The control task (Hewitt & Liang 2019) trains
-the same probe on labels shuffled within each absolute position, which measures what
-the probe's capacity gets from position alone.
+begins with a space is a one-token word).
+
+Controls train the same probe on other labels, so its capacity is measured, not assumed:
+the *position-shuffled control* permutes the labels among points that share an absolute
+position (what can the probe recover from position alone?); the *word-type control*
+(Hewitt & Liang 2019) gives every word type one fixed random index (can the probe
+memorise words?). The word-type control only means something on word types the probe
+was trained on, so it is scored on held-out prompts of training words.
 """
 
 from __future__ import annotations
@@ -57,9 +62,16 @@ def baseline_predictions(train: Points, val: Points) -> dict[str, np.ndarray]:
 
 
 def shuffle_within(groups: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Control-task labels: ``y`` permuted among the points that share a group (position)."""
+    """Position-shuffled control labels: ``y`` permuted among the points that share a group."""
     out = y.copy()
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
         out[idx] = y[rng.permutation(idx)]
     return out
+
+
+def word_type_labels(words: np.ndarray, n_classes: int, rng: np.random.Generator) -> dict[str, int]:
+    """Word-type control: one random label per word type, drawn once (sorted types, so the
+    draw does not depend on the order the words were met in)."""
+    types = sorted(set(words.tolist()))
+    return dict(zip(types, rng.integers(0, n_classes, size=len(types)).tolist(), strict=True))

@@ -25,8 +25,12 @@ class ProbeConfig:
     seed: int = 0
     seeds: int = 3
     """Fits per layer with seeds seed, seed+1, ... when the solver is stochastic (sag, saga)."""
-    control: bool = True
-    """Also fit the control task (labels shuffled within absolute position) per layer."""
+    position_control: bool = True
+    """Also fit the position-shuffled control per layer: labels permuted among the points that
+    share an absolute position (can the probe's capacity recover the index from position?)."""
+    word_control: bool = True
+    """Also fit Hewitt & Liang's word-type control per layer: each word type gets one random
+    index (can the probe memorise word identities?), scored on held-out prompts of training words."""
     train_balance: Literal["none", "position"] = "none"
     """``position``: train on a position-balanced subset of the training points."""
 

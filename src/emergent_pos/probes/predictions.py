@@ -1,14 +1,16 @@
-"""Where the probes stage's outputs live, and the validation predictions table's columns.
+"""Where the probes stage's outputs live, and the columns of its prediction tables.
 
 ``data/probes/`` holds one probe per hook (``{hook}.npz``, see ``linear.py``), the fit
-facts of every layer (``fits.json``) and ``predictions_val.parquet``: one row per
-(validation point, layer), long format, with these columns:
+facts of every layer (``fits.json``) and two tables, one row per (point, layer), long
+format: ``predictions_val.parquet`` (validation words, every evaluation set) and
+``predictions_heldout.parquet`` (new prompts of training words), with these columns:
 
-* per point: ``point`` (index among the validation points), ``prompt_id``,
-  ``prefix_id``, ``position``, the label (``word_index``), ``starts_word``, each
-  baseline's prediction and, with the control task, ``control_label``;
+* per point: ``point`` (index among the split's points), ``prompt_id``, ``prefix_id``,
+  ``n_words``, ``position``, the label (``word_index``), ``word``, ``starts_word``, each
+  baseline's prediction and each control's label (``position_control_label`` on
+  validation, ``word_control_label`` on held-out prompts);
 * per layer: ``layer`` (0 = embeddings), ``hook``, ``probe`` (the probe's prediction)
-  and, with the control task, ``control`` (the control probe's prediction).
+  and each control probe's prediction (``position_control``, ``word_control``).
 """
 
 from __future__ import annotations
@@ -22,27 +24,35 @@ from emergent_pos.dataset.labels import LABEL, Points
 
 PROBES_DIR = Path("data/probes")
 PREDICTIONS = "predictions_val.parquet"
+HELDOUT_PREDICTIONS = "predictions_heldout.parquet"
 FITS = "fits.json"
 
 BASELINES = ("majority", "position_only", "position_and_space")
-CONTROL_LABEL = "control_label"
-LAYER, HOOK, PROBE, CONTROL = "layer", "hook", "probe", "control"
+POSITION_CONTROL, WORD_CONTROL = "position_control", "word_control"
+LAYER, HOOK, PROBE = "layer", "hook", "probe"
+
+
+def label_column(control: str) -> str:
+    """The per-point column holding a control's labels."""
+    return f"{control}_label"
 
 
 def probe_path(hook: str, root: str | Path = PROBES_DIR) -> Path:
     return Path(root) / f"{hook}.npz"
 
 
-def point_frame(val: Points, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+def point_frame(points: Points, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """Per-point columns: who the point is, its label, and label-like columns (baselines...)."""
     return pd.DataFrame(
         {
-            "point": np.arange(len(val)),
-            "prompt_id": val.prompt_id,
-            "prefix_id": val.prefix_id,
-            "position": val.position,
-            LABEL: val.label,
-            "starts_word": val.starts_word,
+            "point": np.arange(len(points)),
+            "prompt_id": points.prompt_id,
+            "prefix_id": points.prefix_id,
+            "n_words": points.n_words,
+            "position": points.position,
+            LABEL: points.label,
+            "word": points.word,
+            "starts_word": points.starts_word,
             **columns,
         }
     )

@@ -27,10 +27,18 @@ from emergent_pos.activations.hooks import layer_of
 from emergent_pos.activations.store import hook_path, read_meta, read_rows
 from emergent_pos.dataset.labels import Points, TokenChoice, position_balanced
 from emergent_pos.io.files import file_sha256, read_parquet
-from emergent_pos.probes.baselines import baseline_predictions, shuffle_within
+from emergent_pos.probes.baselines import baseline_predictions, shuffle_within, word_type_labels
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.probes.linear import LinearProbe, feature_scaler, fit_probe
-from emergent_pos.probes.predictions import CONTROL, CONTROL_LABEL, PROBE, long_table, point_frame, probe_path
+from emergent_pos.probes.predictions import (
+    POSITION_CONTROL,
+    PROBE,
+    WORD_CONTROL,
+    label_column,
+    long_table,
+    point_frame,
+    probe_path,
+)
 from emergent_pos.probes.torch_solver import fit_multinomial
 
 logger = logging.getLogger(__name__)
@@ -72,7 +80,7 @@ class TrainingSet:
     split: Split
     fit_idx: np.ndarray  # which of the split's points are fitted
     y: np.ndarray
-    y_control: np.ndarray | None  # control-task labels of the same points
+    controls: dict[str, np.ndarray]  # each control's labels of the same points
     cfg: ProbeConfig
 
     def features(self, hook: str) -> np.ndarray:
@@ -85,7 +93,7 @@ class LayerFit:
 
     hook: str
     probe: LinearProbe
-    control: LinearProbe | None
+    controls: dict[str, LinearProbe]  # the same probe fitted on each control's labels
     seed_probes: list[LinearProbe]  # refits with seed + 1, ... (stochastic solvers only)
     train_accuracy: float
     seconds: float
@@ -105,9 +113,9 @@ def sklearn_layer(train: TrainingSet, hook: str) -> LayerFit:
     seeds = []
     if cfg.stochastic:
         seeds = [fit_probe(x, train.y, dataclasses.replace(cfg, seed=cfg.seed + s)) for s in range(1, cfg.seeds)]
-    control = fit_probe(x, train.y_control, cfg) if train.y_control is not None else None
+    controls = {name: fit_probe(x, labels, cfg) for name, labels in train.controls.items()}
     accuracy = float(np.mean(probe.predict(x) == train.y))
-    return LayerFit(hook, probe, control, seeds, accuracy, time.perf_counter() - t0)
+    return LayerFit(hook, probe, controls, seeds, accuracy, time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ class SklearnBackend:
 
 @dataclass(frozen=True)
 class TorchBackend:
-    """Groups of layers (probe and control sharing every pass) in one batched L-BFGS solve."""
+    """Groups of layers (probe and controls sharing every pass) in one batched L-BFGS solve."""
 
     device: str
 
@@ -147,9 +155,7 @@ class TorchBackend:
         t0 = time.perf_counter()
         cfg = train.cfg
         classes, y_idx = np.unique(train.y, return_inverse=True)
-        label_sets = [y_idx]
-        if train.y_control is not None:
-            label_sets.append(np.searchsorted(classes, train.y_control))
+        label_sets = [y_idx] + [np.searchsorted(classes, labels) for labels in train.controls.values()]
         raw = [train.features(hook) for hook in hooks]
         scalers = [feature_scaler(x, cfg.standardize) for x in raw]
         dev = torch.device(self.device)
@@ -171,9 +177,9 @@ class TorchBackend:
                 )
                 for j in range(len(label_sets))
             ]
-            control = probes[1] if train.y_control is not None else None
+            controls = dict(zip(train.controls, probes[1:], strict=True))
             accuracy = float(np.mean(probes[0].predict(raw[g]) == train.y))
-            results.append(LayerFit(hook, probes[0], control, [], accuracy, per_layer))
+            results.append(LayerFit(hook, probes[0], controls, [], accuracy, per_layer))
         return results
 
 
@@ -205,6 +211,19 @@ def backend_for(cfg: ProbeConfig, train: TrainingSet, hooks: list[str], device: 
     return SklearnBackend(sklearn_jobs(cfg, len(hooks), len(train.y) * d_model, jobs))
 
 
+@dataclass(frozen=True)
+class Results:
+    """The runner's output: long prediction tables (see ``predictions.py``) and fit facts."""
+
+    val: pd.DataFrame
+    heldout: pd.DataFrame | None  # prompts of training words (the word-type control), if any
+    facts: dict[int, dict]
+
+
+def _group_ids(*keys: np.ndarray) -> np.ndarray:
+    return np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)[1].ravel()
+
+
 def probe_layers(
     train: Split,
     val: Split,
@@ -213,12 +232,14 @@ def probe_layers(
     out: Path,
     device: str = "cpu",
     jobs: int | None = None,
-) -> tuple[pd.DataFrame, dict[int, dict]]:
-    """Fit (and save) a probe per residual-stream hook, plus baselines and the control task.
+    heldout: Split | None = None,
+) -> Results:
+    """Fit (and save) a probe per residual-stream hook, plus baselines and controls.
 
-    Returns the validation predictions (long: one row per point and layer, see
-    ``predictions.py``) and per-layer fit facts. Features are in memory only for the
-    layers being fitted (one per worker, or one torch group).
+    Validation points get the probe's, the baselines' and the position-shuffled control's
+    predictions; held-out points (training words) the probe's and the word-type
+    control's. Features are in memory only for the layers being fitted (one per worker,
+    or one torch group).
     """
     rng = np.random.default_rng([cfg.seed, 0xC0])
     tr, va = train.points, val.points
@@ -227,15 +248,25 @@ def probe_layers(
         fit_idx = position_balanced(tr.position, tr.label, rng)
         logger.info("position-balanced training subset: %d of %d points", len(fit_idx), len(tr))
     fitted = tr.take(fit_idx)
-    per_point = baseline_predictions(fitted, va)
-    y_control = None
-    if cfg.control:
-        y_control = shuffle_within(fitted.position, fitted.label, rng)
-        per_point[CONTROL_LABEL] = shuffle_within(va.position * 1000 + va.prefix_id, va.label, rng)
-    training = TrainingSet(train, fit_idx, fitted.label, y_control, cfg)
+    n_classes = int(fitted.label.max()) + 1
+    per_val = baseline_predictions(fitted, va)
+    controls: dict[str, np.ndarray] = {}
+    if cfg.position_control:
+        controls[POSITION_CONTROL] = shuffle_within(fitted.position, fitted.label, rng)
+        per_val[label_column(POSITION_CONTROL)] = shuffle_within(
+            _group_ids(va.position, va.prefix_id, va.n_words), va.label, rng
+        )
+    per_heldout: dict[str, np.ndarray] = {}
+    if heldout is not None:
+        per_heldout = baseline_predictions(fitted, heldout.points)
+        if cfg.word_control:
+            types = word_type_labels(tr.word, n_classes, np.random.default_rng([cfg.seed, 0xD0]))
+            controls[WORD_CONTROL] = np.array([types[w] for w in fitted.word])
+            per_heldout[label_column(WORD_CONTROL)] = np.array([types[w] for w in heldout.points.word])
+    training = TrainingSet(train, fit_idx, fitted.label, controls, cfg)
     backend = backend_for(cfg, training, hooks, device, jobs)
-    main = va.prefix_id == 0  # the training prefix: where solver-seed spreads are measured
-    per_layer, facts = [], {}
+    main = va.main(int(tr.n_words[0]))  # the training prefix and length: where seed spreads are measured
+    val_layers, heldout_layers, facts = [], [], {}
     for fit in tqdm(backend.fit(training, hooks), total=len(hooks), desc="probes", unit="layer"):
         layer = layer_of(fit.hook)
         fit.probe.save(probe_path(fit.hook, out))
@@ -244,25 +275,31 @@ def probe_layers(
         info = {
             "train_accuracy": round(fit.train_accuracy, 4),
             "n_iter": fit.probe.n_iter,
-            "convergence_warnings": fit.probe.convergence_warnings,
+            "convergence_warnings": fit.probe.convergence_warnings
+            + sum(p.convergence_warnings for p in (*fit.seed_probes, *fit.controls.values())),
         }
         if fit.seed_probes:
             accs = [float(np.mean(p.predict(x_val[main]) == va.label[main])) for p in (fit.probe, *fit.seed_probes)]
             info["seed_accuracies"] = [round(a, 4) for a in accs]
             info["seed_accuracy_std"] = round(float(np.std(accs)), 4)
-            info["convergence_warnings"] += sum(p.convergence_warnings for p in fit.seed_probes)
-        if fit.control is not None:
-            cols[CONTROL] = fit.control.predict(x_val)
-            info["convergence_warnings"] += fit.control.convergence_warnings
-        per_layer.append((layer, fit.hook, cols))
+        if POSITION_CONTROL in fit.controls:
+            cols[POSITION_CONTROL] = fit.controls[POSITION_CONTROL].predict(x_val)
+        val_layers.append((layer, fit.hook, cols))
+        if heldout is not None:
+            x_held = heldout.features(fit.hook)
+            held = {PROBE: fit.probe.predict(x_held)}
+            if WORD_CONTROL in fit.controls:
+                held[WORD_CONTROL] = fit.controls[WORD_CONTROL].predict(x_held)
+            heldout_layers.append((layer, fit.hook, held))
         facts[layer] = info
         logger.info(
             "layer %d (%s): val accuracy %.3f, fits %.1fs, %d iterations, %d convergence warnings",
             layer,
             fit.hook,
-            float(np.mean(cols[PROBE] == va.label)),
+            float(np.mean(cols[PROBE][main] == va.label[main])),
             fit.seconds,
             info["n_iter"],
             info["convergence_warnings"],
         )
-    return long_table(point_frame(va, per_point), per_layer), facts
+    held_table = None if heldout is None else long_table(point_frame(heldout.points, per_heldout), heldout_layers)
+    return Results(long_table(point_frame(va, per_val), val_layers), held_table, facts)

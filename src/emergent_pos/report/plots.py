@@ -49,7 +49,7 @@ def key_plot(y: np.ndarray, pred: np.ndarray, position: np.ndarray, n_classes: i
 SERIES = {
     "probe": "word-index probe (95% CI)",
     "probe_balanced": "probe, position-balanced subset",
-    "control_task": "control task (labels shuffled within position)",
+    "position_control": "position-shuffled control",
     "position_and_space": "baseline: position + begins with space",
     "position_only": "baseline: position only",
     "majority": "baseline: majority class",
@@ -57,7 +57,7 @@ SERIES = {
 _STYLE = {
     "probe": {"marker": "o"},
     "probe_balanced": {"marker": "s"},
-    "control_task": {"marker": "^", "color": "tab:red"},
+    "position_control": {"marker": "^", "color": "tab:red"},
     "position_and_space": {"ls": "-.", "color": "tab:brown"},
     "position_only": {"ls": "--", "color": "grey"},
     "majority": {"ls": ":", "color": "black"},
@@ -79,7 +79,7 @@ def accuracy_by_layer(rows: list[dict], title: str) -> Figure:
     layers = [r["layer"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for key, label in SERIES.items():
-        if rows[0].get(key) is None:  # no control task fitted
+        if rows[0].get(key) is None:  # no control fitted
             continue
         values = np.array([r[key] for r in rows])
         if key == "probe":
@@ -133,4 +133,30 @@ def prefix_transfer(transfer: dict[str, dict[str, float]], title: str) -> Figure
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title + " (dashed: position-only baseline)", fontsize=9)
+    return fig
+
+
+def count_vs_countdown(result: dict[str, dict], n_trained: int, title: str) -> Figure:
+    """One panel per evaluation length: P(predicted index | true index), with the cells the
+    count hypothesis expects (circles) and the countdown expects (crosses)."""
+    fig, axes = plt.subplots(1, len(result), figsize=(4.6 * len(result), 4.4), squeeze=False, layout="constrained")
+    for ax, (m, row) in zip(axes[0], result.items(), strict=True):
+        dist = np.array(row["predicted_given_true"])
+        ax.imshow(dist, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        i = np.arange(int(m))
+        ax.plot(np.minimum(i, n_trained - 1), i, "o", mfc="none", mec="tab:cyan", mew=2, ms=12, label="count")
+        ax.plot(np.clip(i + n_trained - int(m), 0, n_trained - 1), i, "x", color="tab:red", ms=10, label="countdown")
+        c, d = row["count"], row["countdown"]
+        baseline = f" (position only {c['position_only']:.2f})" if "position_only" in c else ""
+        ax.set_title(
+            f"{m} words: count {c['agreement']:.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]{baseline},\n"
+            f"countdown {d['agreement']:.2f}; verdict: {row['verdict']}",
+            fontsize=9,
+        )
+        ax.set_xlabel("predicted word index")
+        ax.set_ylabel("true word index")
+        ax.set_xticks(range(n_trained))
+        ax.set_yticks(i)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    fig.suptitle(title)
     return fig

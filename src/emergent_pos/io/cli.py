@@ -75,10 +75,18 @@ def run(main: Callable[[], None]) -> None:
     Figures are rendered off-screen (Agg) here, at the entry point, never at import, so
     a notebook that imports the package keeps its inline backend.
     """
+    stage = Path(sys.argv[0]).stem
+    if sys.argv[1:]:  # a stage takes no arguments: it must not run the whole stage on a typo'd flag
+        usage = f"usage: python stages/{stage}.py  (no arguments: params come from {PARAMS}; run `dvc repro {stage}`)"
+        if sys.argv[1:] in (["-h"], ["--help"]):
+            print(((sys.modules["__main__"].__doc__ or "").strip() + "\n\n" + usage).strip())
+            sys.exit(0)
+        print(f"{usage}\nerror: unexpected argument {sys.argv[1]!r}", file=sys.stderr)
+        sys.exit(2)
     os.environ.setdefault("MPLBACKEND", "Agg")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        swept = sweep_temporaries(stage_outputs(Path(sys.argv[0]).stem))
+        swept = sweep_temporaries(stage_outputs(stage))
         if swept:
             logger.info("removed %d temporary file(s) left by an interrupted run", swept)
         main()

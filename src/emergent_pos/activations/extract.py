@@ -1,14 +1,15 @@
 """Batched forward passes through the TransformerLens bridge, streamed to HDF5 by hook.
 
-The requested hooks (by default every residual stream) are captured; the pass stops as
-soon as the last of them has fired (TransformerLens's own ``StopAtLayerException``), so
-nothing after it, the unembedding included, is computed. Batches are consecutive prompts right-padded to
-the longest one (harmless for a causal model: padding comes after every real token),
-sized by a token budget, run under ``torch.inference_mode`` and optionally autocast to
-float16/bfloat16. A writer thread drains a bounded queue into the hook files, so disk
-I/O overlaps the next forward pass and memory stays at a few batches. On a GPU the main
-thread never waits for the device: each batch is copied into pinned host memory
-asynchronously and the writer thread waits for that copy, while the next batch runs.
+The requested hooks (every residual stream, plus any extra ones) are captured; the pass
+stops as soon as the last of them has fired (TransformerLens's own
+``StopAtLayerException``), so nothing after it, the unembedding included, is computed.
+Batches are consecutive prompts right-padded to the longest one (harmless for a causal
+model: padding comes after every real token), sized by a token budget, run under
+``torch.inference_mode`` and optionally autocast to float16/bfloat16. A writer thread
+drains a bounded queue into the hook files, so disk I/O overlaps the next forward pass
+and memory stays at a few batches. On a GPU the main thread never waits for the device:
+each batch is copied into pinned host memory asynchronously and the writer thread waits
+for that copy, while the next batch runs.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def hook_shapes(bridge: Any, names: list[str]) -> list[tuple[int, ...]]:
     if unknown:
         blocks = sorted({n.split(".", 2)[2] for n in known if n.startswith("blocks.0.")})
         raise UserError(
-            f"bad parameter activations.hooks: {unknown[0]!r} is not a hook of this model; "
+            f"bad parameter activations.extra_hooks: {unknown[0]!r} is not a hook of this model; "
             f"per-block hooks are blocks.N.<one of {', '.join(blocks)}>"
         )
     batch, pos = 2, 7
@@ -114,7 +115,7 @@ def hook_shapes(bridge: Any, names: list[str]) -> list[tuple[int, ...]]:
     for name, act in zip(names, capture(bridge, tokens, names), strict=True):
         if tuple(act.shape[:2]) != (batch, pos):
             raise UserError(
-                f"bad parameter activations.hooks: {name!r} gives {list(act.shape)} for {batch} x {pos} tokens, "
+                f"bad parameter activations.extra_hooks: {name!r} gives {list(act.shape)} for {batch} x {pos} tokens, "
                 "not [batch, pos, ...]: it cannot be stored per token"
             )
         shapes.append(tuple(int(s) for s in act.shape[2:]))

@@ -2,7 +2,7 @@
 
 One runner, two backends behind one interface (``Backend.fit``): scikit-learn fits a
 layer per worker process; torch solves groups of layers in one batched solve. The
-runner does everything else once: which points are fitted, the control task's labels,
+runner does everything else once: which points are fitted, the controls' labels,
 baselines, saving probes, validation predictions and fit facts.
 """
 
@@ -106,7 +106,7 @@ class Backend(Protocol):
 
 
 def sklearn_layer(train: TrainingSet, hook: str) -> LayerFit:
-    """Probe, extra solver seeds and control task of one layer with scikit-learn."""
+    """Probe, extra solver seeds and controls of one layer with scikit-learn."""
     t0 = time.perf_counter()
     x, cfg = train.features(hook), train.cfg
     probe = fit_probe(x, train.y, cfg)

@@ -17,7 +17,7 @@ faster than scikit-learn's because:
   near the optimum, where scikit-learn's can stop well short of it;
 * it runs in float32 (scikit-learn's lbfgs works in float64), and a line search costs no
   extra pass over the data (logits are affine along the search direction);
-* problems that share features (a layer's probe and its control task) share every pass
+* problems that share features (a layer's probe and its controls) share every pass
   over the data: their weights are rows of one matrix;
 * groups (layers) are batched into one solve: batched products fill a GPU, and use
   every core of a CPU where one thin product cannot.

@@ -223,6 +223,7 @@ from emergent_pos.io.cli import run
 from emergent_pos.model.load import load_bridge
 
 model_dir, out, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+del sys.argv[1:]  # run() is a stage's entry point: stages take no arguments
 if mode == "unguarded":  # the free-space guard off: HDF5 itself meets the full disk, mid-write or on close
     import emergent_pos.activations.extract as extract
     extract.DISK_HEADROOM = -10**12

@@ -1,7 +1,7 @@
 """Probe fitting per layer, as the probes stage does it, for each backend; ratios in one run.
 
 Each configuration runs the stage's own core (``probe_layers``: read the layer files,
-fit the probe and the control task of every layer, predict validation) on the same
+fit the probe and the position-shuffled control of every layer, predict validation) on the same
 real HDF5 files and reports wall time per layer and accuracy:
 
 * baseline: scikit-learn one layer at a time with default BLAS threads (the stage
@@ -64,8 +64,10 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
         {
             "prompt_id": np.repeat(np.arange(n_prompts), 7),
             "prefix_id": 0,
+            "n_words": 7,
             "position": position.ravel(),
             "word_index": word,
+            "word": [f"w{i}" for i in range(len(word))],
             "is_word_start": lengths.ravel() == 1,
             "is_word_end": True,
         }
@@ -97,13 +99,14 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
 def run(train: Split, val: Split, n_layers: int, cfg: ProbeConfig, jobs: int | None, device: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        pred, info = probe_layers(train, val, residual_hooks(n_layers - 1), cfg, Path(out), device=device, jobs=jobs)
+        result = probe_layers(train, val, residual_hooks(n_layers - 1), cfg, Path(out), device=device, jobs=jobs)
+        pred, info = result.val, result.facts
         seconds = time.perf_counter() - t0
     layers = [at_layer(pred, i) for i in range(n_layers)]
     return {
         "seconds_per_layer": seconds / n_layers,
         "accuracy": [float((p.word_index == p.probe).mean()) for p in layers],
-        "control_accuracy": [float((p.control_label == p.control).mean()) for p in layers],
+        "control_accuracy": [float((p.position_control_label == p.position_control).mean()) for p in layers],
         "n_iter": [info[i]["n_iter"] for i in range(n_layers)],
         "convergence_warnings": sum(info[i]["convergence_warnings"] for i in range(n_layers)),
     }
@@ -136,7 +139,7 @@ def main() -> None:
             n_layers, d_model, data = args.layers, args.d_model, f"synthetic x{args.scale}"
         print(
             f"{data}: {len(train.points.rows)} train / {len(val.points.rows)} val points, d_model {d_model}, "
-            f"{n_layers} layers, probe + control task per layer"
+            f"{n_layers} layers, probe + position-shuffled control per layer"
         )
         configs = {
             "sklearn_sequential": (cfg, 1),

@@ -40,7 +40,7 @@ from common import save  # noqa: E402
 from emergent_pos.activations.hooks import EMBEDDINGS, residual_hooks  # noqa: E402
 from emergent_pos.activations.store import HookMeta, HookWriter, hook_path, read_meta, stored_hooks  # noqa: E402
 from emergent_pos.dataset.labels import Points  # noqa: E402
-from emergent_pos.dataset.prompts import SPLITS, prompts_path  # noqa: E402
+from emergent_pos.dataset.prompts import prompts_path  # noqa: E402
 from emergent_pos.probes.config import ProbeConfig  # noqa: E402
 from emergent_pos.probes.predictions import at_layer  # noqa: E402
 from emergent_pos.probes.runner import Split, probe_layers  # noqa: E402
@@ -129,7 +129,7 @@ def main() -> None:
     cfg = ProbeConfig()
     with tempfile.TemporaryDirectory() as tmp:
         if args.real:
-            train, val = (Split.load(prompts_path(s), f"data/activations/{s}", "last") for s in SPLITS)
+            train, val = (Split.load(prompts_path(s), f"data/activations/{s}", "last") for s in ("train", "val"))
             n_layers = min(args.layers, len([h for h in stored_hooks(train.act_dir) if "hook_resid" in h]))
             d_model = read_meta(hook_path(train.act_dir, EMBEDDINGS)).shape[0]
             data = "real: data/activations"

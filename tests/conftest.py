@@ -11,7 +11,7 @@ from emergent_pos.dataset.words import SEED_PREFIX, source_words
 from emergent_pos.model.build import save_model
 from emergent_pos.model.config import ModelConfig, ToyConfig
 from emergent_pos.model.organism import build_toy_model, tokenizer_texts, train_tokenizer
-from helpers import REPO, TINY_TOY, copy_project, dvc, sh, write_params
+from helpers import REPO, TINY_TOY, copy_finished, copy_project, dvc, sh, write_params
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +55,7 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def project_copy(tiny_project: Path, tmp_path: Path) -> Path:
     """A private copy of the finished tiny project (git history and DVC cache included)."""
-    dst = tmp_path / "project"
-    shutil.copytree(tiny_project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
-    return dst
+    return copy_finished(tiny_project, tmp_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

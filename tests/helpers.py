@@ -96,6 +96,13 @@ def copy_project(dst: Path, src: Path = REPO) -> Path:
     return dst
 
 
+def copy_finished(project: Path, parent: Path) -> Path:
+    """A private copy of a finished project (git history and DVC cache; DVC's tmp state left out)."""
+    dst = parent / "project"
+    shutil.copytree(project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
+    return dst
+
+
 def run_stage(cwd: Path, stage: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a real stage script as DVC would (its own process, cwd = repo root)."""
     proc = subprocess.run(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from helpers import ran, write_params
+from helpers import copy_finished, ran, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,7 @@ AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
 @pytest.fixture(scope="module")
 def project(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the finished, committed tiny project."""
-    dst = tmp_path_factory.mktemp("workflow") / "project"
-    shutil.copytree(tiny_project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
-    return dst
+    return copy_finished(tiny_project, tmp_path_factory.mktemp("workflow"))
 
 
 def dvc(cwd: Path, *args: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from emergent_pos.activations.store import hook_path, read_meta
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import at_layer
 from emergent_pos.report.metrics import main_set
-from helpers import dvc, ran, write_params
+from helpers import copy_finished, dvc, ran, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def repo(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the finished tiny project that this module's tests edit in turn."""
-    dst = tmp_path_factory.mktemp("repro") / "project"
-    shutil.copytree(tiny_project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
-    return dst
+    return copy_finished(tiny_project, tmp_path_factory.mktemp("repro"))
 
 
 def test_full_pipeline_outputs(repo: Path) -> None:

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, ENV, dvc, one_line_error, ran, run_stage, write_params
+from helpers import BIN, ENV, copy_finished, dvc, one_line_error, ran, run_stage, write_params
 
 
 @pytest.fixture(scope="module")
 def built(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the finished tiny project, where stage scripts are run directly."""
-    dst = tmp_path_factory.mktemp("built") / "project"
-    shutil.copytree(tiny_project, dst, symlinks=True, ignore=shutil.ignore_patterns("tmp"))
-    return dst
+    return copy_finished(tiny_project, tmp_path_factory.mktemp("built"))
 
 
 def test_prompt_longer_than_context(built: Path) -> None:

@@ -8,6 +8,7 @@ changes, so passing it reruns nothing downstream.
 import logging
 
 from emergent_pos.activations.config import ActivationsConfig
+from emergent_pos.analysis.config import AttributionConfig, HeadsConfig, InterventionsConfig, TokensConfig
 from emergent_pos.config import read_params, section, seed
 from emergent_pos.dataset.config import DictionaryConfig, PromptsConfig
 from emergent_pos.io.cli import PARAMS, run
@@ -24,6 +25,10 @@ SECTIONS = {
     "activations": ActivationsConfig,
     "probe": ProbeConfig,
     "report": ReportConfig,
+    "heads": HeadsConfig,
+    "attribution": AttributionConfig,
+    "interventions": InterventionsConfig,
+    "tokens": TokensConfig,
 }
 
 

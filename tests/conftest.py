@@ -68,3 +68,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_bridge(tiny_project: Path):
+    """The finished tiny project's model, loaded once through the TransformerLens bridge."""
+    from emergent_pos.model.load import load_bridge
+
+    return load_bridge(tiny_project / "data/model", "cpu")

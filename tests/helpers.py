@@ -56,6 +56,10 @@ TINY_PARAMS = {
         "seed": 0,
     },
     "report": {"layers": [1]},
+    "heads": {"n_prompts": 8, "top_k": 2, "n_examples": 1},
+    "attribution": {"n_prompts": 8},
+    "interventions": {"n_prompts": 8, "n_random": 2, "n_pairs": 8, "patch_tokens": 4, "patch_layer": 2},
+    "tokens": {"texts": ["\nWhen the rain stopped, the children ran"], "layers": [0, 1]},
 }
 ENV = {
     **os.environ,

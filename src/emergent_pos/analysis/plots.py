@@ -1,0 +1,159 @@
+"""Figures of the mechanism stages; each takes data and returns a matplotlib ``Figure``.
+
+No backend is chosen here, so a notebook that imports this module keeps inline figures.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from emergent_pos.analysis.heads import SCORES
+
+
+def head_scores(observed: np.ndarray, null: np.ndarray, title: str) -> Figure:
+    """One layer x head heatmap per score: observed minus null, each cell "observed (null)"."""
+    n_layers, n_heads, _ = observed.shape
+    cols = 3
+    rows = int(np.ceil(len(SCORES) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * (1.2 + 0.55 * n_heads), rows * (1.0 + 0.45 * n_layers)))
+    for s, (name, ax) in enumerate(zip(SCORES, np.ravel(axes), strict=False)):
+        excess = observed[..., s] - null[..., s]
+        labels = np.vectorize(lambda o, n: "" if not np.isfinite(o) else f"{o:.2f}\n({n:.2f})")(
+            observed[..., s], null[..., s]
+        )
+        annotate = n_heads <= 8
+        sns.heatmap(
+            excess,
+            ax=ax,
+            cmap="RdBu_r",
+            center=0,
+            vmin=-1,
+            vmax=1,
+            annot=labels if annotate else False,
+            fmt="",
+            cbar=False,
+            annot_kws={"fontsize": 7},
+        )
+        ax.set_title(name.replace("_", " "), fontsize=10)
+        ax.set_xlabel("head")
+        ax.set_ylabel("block")
+    fig.suptitle(title + "\ncolour: observed - relative-position null; cells: observed (null)")
+    fig.tight_layout()
+    return fig
+
+
+def head_patterns(patterns: list[tuple[str, np.ndarray, list[str]]], title: str) -> Figure:
+    """Attention patterns (query rows, key columns), each with its head name and token labels."""
+    n = len(patterns)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    size = max(len(p[2]) for p in patterns) * 0.22 + 1.5
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for (name, pattern, labels), ax in zip(patterns, axes.ravel(), strict=False):
+        sns.heatmap(pattern, ax=ax, cmap="Blues", vmin=0, vmax=1, cbar=False, square=True)
+        ax.set_xticks(np.arange(len(labels)) + 0.5, labels, rotation=90, fontsize=6)
+        ax.set_yticks(np.arange(len(labels)) + 0.5, labels, rotation=0, fontsize=6)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def component_layer(values: np.ndarray, components: list[str], layers: list[int], title: str, label: str) -> Figure:
+    """Component x layer heatmap (NaN where a component comes after the layer)."""
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * len(layers), 1.2 + 0.22 * len(components)))
+    lim = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    sns.heatmap(
+        values,
+        ax=ax,
+        cmap="RdBu_r",
+        center=0,
+        vmin=-lim,
+        vmax=lim,
+        annot=len(components) <= 40,
+        fmt=".2f",
+        annot_kws={"fontsize": 6},
+        yticklabels=components,
+        xticklabels=layers,
+        cbar_kws={"label": label},
+    )
+    ax.set_xlabel("probe layer (0 = embeddings)")
+    ax.set_ylabel("component")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def patching(frac: np.ndarray, components: list[str], title: str) -> Figure:
+    """Component x word-token position heatmap of the recovered fraction."""
+    fig, ax = plt.subplots(figsize=(1.8 + 0.6 * frac.shape[1], 1.2 + 0.25 * len(components)))
+    sns.heatmap(
+        frac,
+        ax=ax,
+        cmap="RdBu_r",
+        center=0,
+        vmin=-1,
+        vmax=1,
+        annot=len(components) <= 40,
+        fmt=".2f",
+        annot_kws={"fontsize": 7},
+        yticklabels=components,
+        cbar_kws={"label": "recovered fraction"},
+    )
+    ax.set_xlabel("word token patched (0 = first token after the prefix; last = the probed token)")
+    ax.set_ylabel("component patched (A into B)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def subspace_effects(rows: list[dict], title: str) -> Figure:
+    """Loss change of each intervention on the probe subspace beside its random-subspace spread."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    labels = [r["label"] for r in rows]
+    x = np.arange(len(rows))
+    probe = [r["probe"] for r in rows]
+    err = np.array([[r["probe"] - r["probe_lo"], r["probe_hi"] - r["probe"]] for r in rows]).T
+    ax.bar(x - 0.2, probe, 0.4, yerr=err, color="tab:red", label="probe subspace (95% CI over prompts)")
+    ax.bar(
+        x + 0.2,
+        [r["random_mean"] for r in rows],
+        0.4,
+        yerr=[r["random_sd"] for r in rows],
+        color="tab:gray",
+        label="random subspaces, same rank (mean ± sd)",
+    )
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel("change in loss (nats/token)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def token_indices(tokens: list[str], layers: list[int], index: np.ndarray, title: str) -> Figure:
+    """Predicted word index (colour, number) per token (column) and layer (row)."""
+    fig, ax = plt.subplots(figsize=(1.5 + 0.32 * len(tokens), 1.0 + 0.4 * len(layers)))
+    sns.heatmap(
+        index,
+        ax=ax,
+        cmap="viridis",
+        annot=index,
+        fmt="d",
+        cbar=False,
+        annot_kws={"fontsize": 7},
+        xticklabels=tokens,
+        yticklabels=layers,
+    )
+    ax.set_xticklabels(tokens, rotation=90, fontsize=7)
+    ax.set_xlabel("token")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

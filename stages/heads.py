@@ -1,0 +1,66 @@
+"""Stage `heads`: where every attention head looks from word tokens, against a relative-position null.
+
+Writes metrics/heads.json (the best head per score, and every head's observed score,
+interval and null), the layer x head heatmaps and the top heads' patterns
+(plots/heads/). Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from emergent_pos.activations.config import ActivationsConfig
+from emergent_pos.analysis import plots
+from emergent_pos.analysis.config import HeadsConfig
+from emergent_pos.analysis.forward import PromptSet, capture, pad, pattern_hook, require_hooks
+from emergent_pos.analysis.heads import score_heads, summarize
+from emergent_pos.config import key, read_params, section
+from emergent_pos.dataset.config import PromptsConfig
+from emergent_pos.dataset.prompts import prompts_path
+from emergent_pos.io.cli import PARAMS, run
+from emergent_pos.io.files import read_parquet, save_figure, write_json
+from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
+
+logger = logging.getLogger("stages.heads")
+PLOTS = Path("plots/heads")
+
+
+def main() -> None:
+    raw = read_params(PARAMS)
+    cfg = section(raw, "heads", HeadsConfig)
+    processing = key(raw, "activations.processing", ActivationsConfig)
+    n_words = key(raw, "prompts.n_words", PromptsConfig)
+    has_bos = key(raw, "prompts.prepend_bos", PromptsConfig)
+    card = read_card()
+    ps = PromptSet.from_table(read_parquet(prompts_path("val")), n_words, cfg.n_prompts)
+    bridge = load_bridge(MODEL_DIR, resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")), processing)
+    require_hooks(bridge, [pattern_hook(0)], "heads")
+    logger.info(
+        "scoring %d heads of %s on %d validation prompts (%d tokens)",
+        card["n_layers"] * bridge.cfg.n_heads,
+        card["name"],
+        len(ps),
+        sum(len(t) for t in ps.tokens),
+    )
+    scores = score_heads(bridge, ps, has_bos)
+    summary = summarize(scores, cfg.top_k)
+    write_json("metrics/heads.json", {"model": card["name"], **summary})
+    for name, best in summary["best_by_score"].items():
+        logger.info("%-22s best %s: %.3f (null %.3f)", name, best["head"], best["observed"], best["null"])
+    obs, null = scores.means()
+    save_figure(plots.head_scores(obs, null, f"Attention from word tokens, {card['name']}"), PLOTS / "scores.png")
+    examples = []
+    for head in summary["top_heads"]:
+        layer, index = (int(v) for v in head[1:].split("H"))
+        for i in range(min(cfg.n_examples, len(ps))):
+            got = capture(bridge, pad([ps.tokens[i]]), [pattern_hook(layer)])
+            labels = [bridge.tokenizer.decode([t]) for t in ps.tokens[i]]
+            examples.append(
+                (f"{head}, prompt {int(ps.prompt_id[i])}", got[pattern_hook(layer)][0, index].cpu().numpy(), labels)
+            )
+    title = f"{card['name']}: heads of largest excess over the null (any score); rows query, columns key"
+    save_figure(plots.head_patterns(examples, title), PLOTS / "patterns.png")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,7 +1,7 @@
 """Stage `tokens`: the trained probes applied to every token of chosen texts, at every layer.
 
 Writes the per-token table (data/tokens/tokens.parquet), a self-contained offline HTML
-page (plots/tokens/tokens.html) and one PNG per text (plots/tokens/text_N.png). The same
+page (data/tokens/tokens.html) and one PNG per text (plots/tokens/text_N.png). The same
 read-out for any text from a terminal: `python -m emergent_pos.tokens "some text" --layer 1`.
 Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
 """
@@ -24,6 +24,7 @@ from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_d
 
 logger = logging.getLogger("stages.tokens")
 PLOTS = Path("plots/tokens")
+DATA = Path("data/tokens")  # the HTML page lives here: `dvc plots` renders only images and data files
 
 
 def main() -> None:
@@ -62,8 +63,8 @@ def main() -> None:
             PLOTS / f"text_{i}.png",
         )
         logger.info("text %d: %d tokens", i, len(ids))
-    write_parquet(Path("data/tokens/tokens.parquet"), pd.concat([df for _, df in results], ignore_index=True))
-    with atomic_path(PLOTS / "tokens.html") as tmp:
+    write_parquet(DATA / "tokens.parquet", pd.concat([df for _, df in results], ignore_index=True))
+    with atomic_path(DATA / "tokens.html") as tmp:
         tmp.write_text(page(results, f"Word index read out by the probes of {card['name']}"))
 
 

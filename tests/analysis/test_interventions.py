@@ -141,7 +141,7 @@ def test_stage_outputs(tiny_project: Path) -> None:
     details = json.loads((tiny_project / "data/interventions/details.json").read_text())
     assert {r["component"] for r in details["patching"]} >= {"embed", "L0H0", "L1.mlp"}
     assert len(details["steering"]) == 2
-    assert (tiny_project / "plots/tokens/tokens.html").read_text().startswith("<!doctype html>")
+    assert (tiny_project / "data/tokens/tokens.html").read_text().startswith("<!doctype html>")
 
 
 def test_bad_layer_fails_in_one_line_before_running(project_copy: Path) -> None:

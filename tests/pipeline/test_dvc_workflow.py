@@ -106,7 +106,7 @@ def test_s3_remote_on_loopback(project: Path, tmp_path: Path) -> None:
 
 def test_metrics_diff_between_commits(project: Path) -> None:
     write_params(project / "params.yaml", probe={"C": 0.01})
-    assert ran(dvc(project, "repro")) == ["check", "probes", "report"]
+    assert ran(dvc(project, "repro", "report")) == ["check", "probes", "report"]
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "C=0.01")
     diff = json.loads(dvc(project, "metrics", "diff", "HEAD~1", "--json"))

@@ -26,6 +26,11 @@ def repo(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_finished(tiny_project, tmp_path_factory.mktemp("repro"))
 
 
+MECHANISM = ["heads", "attribution", "interventions", "tokens"]
+"""The stages after the probes; the chain tests below repro `report` alone to stay quick,
+and test_probe_param_keeps_activations shows which of them a probe change reruns."""
+
+
 def test_full_pipeline_outputs(repo: Path) -> None:
     assert ran((repo / "repro.log").read_text()) == [
         "check",
@@ -35,6 +40,7 @@ def test_full_pipeline_outputs(repo: Path) -> None:
         "activations",
         "probes",
         "report",
+        *MECHANISM,
     ]
     card = json.loads((repo / "data/model/model_card.json").read_text())
     assert card["n_layers"] == 2 and (repo / "data/model/model.safetensors").exists()
@@ -89,6 +95,12 @@ def test_plot_definitions_are_complete_and_not_repeated(repo: Path) -> None:
         "plots/report/key_plot_layer_01.png",
         "plots/report/prefix_transfer.png",
         "plots/report/count_vs_countdown.png",
+        "plots/heads/scores.png",
+        "plots/heads/patterns.png",
+        "plots/attribution/components.png",
+        "plots/interventions/subspace.png",
+        "plots/interventions/patching.png",
+        "plots/tokens/text_0.png",
     }
     for spec in vega.values():
         enc = spec["encoding"]
@@ -111,13 +123,15 @@ def test_report_param_reruns_only_report(repo: Path) -> None:
 
 def test_probe_param_keeps_activations(repo: Path) -> None:
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1})
-    assert ran(dvc(repo, "repro")) == ["check", "probes", "report"]
+    log = ran(dvc(repo, "repro"))
+    # heads reads no probe: it stays; the stages that read the probes rerun
+    assert log[:2] == ["check", "probes"] and sorted(log[2:]) == ["attribution", "interventions", "report", "tokens"]
 
 
 def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:
     sklearn = json.loads((repo / "metrics/probes.json").read_text())
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1, "backend": "torch"})
-    assert ran(dvc(repo, "repro")) == ["check", "probes", "report"]
+    assert ran(dvc(repo, "repro", "report")) == ["check", "probes", "report"]
     torch = json.loads((repo / "metrics/probes.json").read_text())
     for layer, r in torch["layers"].items():
         ref = sklearn["layers"][layer]
@@ -135,7 +149,7 @@ def test_n_words_reruns_prompts_onward_but_not_model(repo: Path) -> None:
         probe={"C": 0.1},
         prompts={"n_words": 5, "eval_n_words": [4, 6]},
     )
-    assert ran(dvc(repo, "repro")) == ["check", "prompts", "activations", "probes", "report"]
+    assert ran(dvc(repo, "repro", "report")) == ["check", "prompts", "activations", "probes", "report"]
     pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
     assert set(np.unique(pred.word_index[pred.n_words == 5])) == set(range(5))
     assert set(np.unique(pred.probe)) <= set(range(5))  # probes trained on 5 words predict 0..4
@@ -156,7 +170,7 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
         },
         activations={"extra_hooks": ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out"]},
     )
-    assert ran(dvc(repo, "repro")) == ["check", "prompts", "activations", "probes", "report"]
+    assert ran(dvc(repo, "repro", "report")) == ["check", "prompts", "activations", "probes", "report"]
     probes = json.loads((repo / "metrics/probes.json").read_text())
     assert set(probes["prefix_transfer"]) == {"0", "1", "2", "3"}  # given prefixes + the same-length control
     assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word

@@ -1,6 +1,6 @@
 """Stage `attribution`: each probe's logits split into the residual stream's components.
 
-Writes metrics/attribution.json (per layer: margin, constant, the largest components
+Writes data/attribution/attribution.json (per layer: margin, constant, the largest components
 with intervals, the identity check; the head-counting hypothesis), every
 (layer, component, word index) share in data/attribution/components.parquet, and the
 component x layer heatmap (plots/attribution/). Run-time knob: EMERGENT_POS_DEVICE.
@@ -119,7 +119,7 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     write_parquet(DATA / "components.parquet", pd.DataFrame(rows))
     write_json(
-        "metrics/attribution.json",
+        DATA / "attribution.json",
         {"model": card["name"], "n_points": int(len(att.label)), "layers": summary, "counting_head": hypothesis},
     )
     grid = np.full((len(comps), len(att.layers)), np.nan)

@@ -1,8 +1,9 @@
 """Stage `check`: validate every section of params.yaml before any other stage runs.
 
 It runs whenever params.yaml changes and fails in one line on a bad key or value (a
-misspelt section included), before DVC removes a single output; its output never
-changes, so passing it reruns nothing downstream.
+misspelt section included) or on a model that cannot be loaded here (a hub name neither
+cached nor reachable), before DVC removes a single output; its output never changes, so
+passing it reruns nothing downstream.
 """
 
 import logging
@@ -14,6 +15,7 @@ from emergent_pos.dataset.config import DictionaryConfig, PromptsConfig
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import atomic_path
 from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.model.hub import check_available
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.report.config import ReportConfig
 
@@ -37,6 +39,7 @@ def main() -> None:
     seed(raw)
     for name, cls in SECTIONS.items():
         section(raw, name, cls)
+    check_available(section(raw, "model", ModelConfig))  # before DVC removes data/model
     with atomic_path("data/params.ok") as tmp:
         tmp.write_text("params.yaml passed validation\n")
     logging.getLogger("stages.check").info("params.yaml: %d sections valid", len(SECTIONS) + 1)

@@ -4,7 +4,7 @@ import logging
 
 from emergent_pos.config import read_params, section, seed
 from emergent_pos.dataset.config import DictionaryConfig
-from emergent_pos.dataset.dictionary import bucket_counts, build_dictionary, dictionary_path
+from emergent_pos.dataset.dictionary import DICTIONARY_DIR, bucket_counts, build_dictionary, dictionary_path
 from emergent_pos.dataset.words import source_words
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import write_json, write_parquet
@@ -26,7 +26,7 @@ def main() -> None:
     logger.info("dictionary: %s", stats)
     write_parquet(dictionary_path("train"), train)
     write_parquet(dictionary_path("val"), val)
-    write_json("metrics/dictionary.json", stats)
+    write_json(DICTIONARY_DIR / "summary.json", stats)
 
 
 if __name__ == "__main__":

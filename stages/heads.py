@@ -1,6 +1,6 @@
 """Stage `heads`: where every attention head looks from word tokens, against a relative-position null.
 
-Writes metrics/heads.json (the best head per score, and every head's observed score,
+Writes data/heads/heads.json (the best head per score, and every head's observed score,
 interval and null), the layer x head heatmaps and the top heads' patterns
 (plots/heads/). Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
 """
@@ -23,6 +23,7 @@ from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_d
 
 logger = logging.getLogger("stages.heads")
 PLOTS = Path("plots/heads")
+DATA = Path("data/heads")
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
     )
     scores = score_heads(bridge, ps, has_bos)
     summary = summarize(scores, cfg.top_k)
-    write_json("metrics/heads.json", {"model": card["name"], **summary})
+    write_json(DATA / "heads.json", {"model": card["name"], **summary})
     for name, best in summary["best_by_score"].items():
         logger.info("%-22s best %s: %.3f (null %.3f)", name, best["head"], best["observed"], best["null"])
     obs, null = scores.means()

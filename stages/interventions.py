@@ -1,9 +1,11 @@
 """Stage `interventions`: is the probe's direction used, which components compute it, where it flows.
 
-Writes metrics/interventions.json (the headline: loss change when the probe subspace is
-projected out or resampled, against random subspaces of the same rank), the full tables
-in data/interventions/ (subspaces, steering, ablations, patching) and their plots
-(plots/interventions/). Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
+Writes metrics/interventions.json (the headline: how much the stop-decision loss rises
+when the best layer's probe subspace is projected out, against random subspaces of the
+same rank), data/interventions/summary.json (every loss, projection and resampling,
+steering, the top ablations and patches), the full tables in data/interventions/
+(subspaces, steering, ablations, patching) and their plots (plots/interventions/).
+Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
 """
 
 import json
@@ -62,6 +64,7 @@ logger = logging.getLogger("stages.interventions")
 DATA = Path("data/interventions")
 PLOTS = Path("plots/interventions")
 ATTRIBUTION = Path("data/attribution/components.parquet")
+HEADLINE = Path("metrics/interventions.json")
 
 
 def text_prompts(tokenizer, path: str, n_ctx: int, bos: bool, limit: int) -> PromptSet:
@@ -282,7 +285,20 @@ def main() -> None:
         "top_ablations": sorted(ablations, key=lambda r: -r.get(f"accuracy_drop_layer_{best}", -1))[:5],
         "top_patches": sorted(patching, key=lambda r: -abs(r["recovered"]))[:5],
     }
-    write_json("metrics/interventions.json", headline)
+    write_json(DATA / "summary.json", headline)
+    stop = headline["stop_decision_loss"]["projection"]
+    write_json(
+        HEADLINE,
+        {  # is it used? beside is-it-there (metrics/probes.json) in `dvc metrics show` and `dvc exp show`
+            "loss_up_probe": round(stop["probe"], 4),
+            "loss_up_random": round(stop["random"]["mean"], 4),
+            "loss_up_probe_ci": [round(v, 4) for v in stop["probe_ci"]],
+            "loss_up_random_sd_range": [
+                round(stop["random"]["sd"], 4),
+                *(round(v, 4) for v in stop["random"]["range"]),
+            ],
+        },
+    )
     for loss in ("word_ends_loss", "stop_decision_loss"):
         p = headline[loss]["projection"]
         logger.info(

@@ -17,11 +17,10 @@ def main() -> None:
     cfg, toy, random_seed = section(raw, "model", ModelConfig), section(raw, "toy", ToyConfig), seed(raw)
     t0 = time.perf_counter()
     model, tok, curve = build_model(cfg, toy, random_seed)
-    card = save_model(model, tok, cfg, random_seed, MODEL_DIR)
-    card["final_training_loss"] = round(curve[-1]["loss"], 4) if curve else None
-    write_json("metrics/model.json", card)
+    save_model(model, tok, cfg, random_seed, MODEL_DIR)
     write_json("plots/model/training_loss.json", curve)
-    logging.getLogger("stages.model").info("model stage done in %.0fs", time.perf_counter() - t0)
+    final = f"; final training loss {curve[-1]['loss']:.4f}" if curve else ""
+    logging.getLogger("stages.model").info("model stage done in %.0fs%s", time.perf_counter() - t0, final)
     save_figure(training_curve(curve, f"{cfg.name} ({cfg.init})"), "plots/model/training_loss.png")
 
 

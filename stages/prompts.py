@@ -9,6 +9,7 @@ from emergent_pos.dataset.config import DictionaryConfig, PromptsConfig
 from emergent_pos.dataset.dictionary import dictionary_path
 from emergent_pos.dataset.prompts import (
     BUILD_BYTES_PER_TOKEN,
+    PROMPTS_DIR,
     PrefixIds,
     build_prompts,
     check_fits,
@@ -78,7 +79,7 @@ def main() -> None:
         }
         write_parquet(prompts_path(split), df)
     logger.info("prompts: %s", stats)
-    write_json("metrics/prompts.json", stats)
+    write_json(PROMPTS_DIR / "summary.json", stats)
 
 
 if __name__ == "__main__":

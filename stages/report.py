@@ -1,10 +1,11 @@
 """Stage `report`: every metric, computed once from the probes' predictions, and the figures.
 
-metrics/probes.json holds the headline (per-layer accuracy and position-balanced accuracy
-with intervals, both controls, selectivity, fit facts, prefix transfer, count vs
-countdown); metrics/report.json adds macro-F1 and per-index accuracy; data/report/ the
-(position, word index) breakdowns and every layer's count-vs-countdown test; plots/ the
-figures and the data of `dvc plots`.
+metrics/probes.json holds the headline (best layer, its accuracy and position-balanced
+accuracy, the position-only baseline, selectivity; README's per-layer table in a list);
+data/report/probes.json every number with its interval (both controls, fit facts,
+prefix transfer, count vs countdown), data/report/report.json macro-F1 and per-index
+accuracy, and data/report/ the (position, word index) breakdowns and every layer's
+count-vs-countdown test; plots/ the figures and the data of `dvc plots`.
 """
 
 import json
@@ -44,6 +45,42 @@ from emergent_pos.report.metrics import (
 logger = logging.getLogger("stages.report")
 OUT = Path("plots/report")
 DATA = Path("data/report")
+HEADLINE = Path("metrics/probes.json")
+TABLE = (
+    "hook",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "balanced_accuracy",
+    "balanced_ci_low",
+    "balanced_ci_high",
+    "position_control_accuracy",
+    "heldout_accuracy",
+    "word_control_accuracy",
+    "selectivity",
+)
+
+
+def headline_metrics(full: dict) -> dict:
+    """metrics/probes.json: five numbers `dvc metrics show` prints, and README's table in lists.
+
+    ``dvc metrics show`` shows the numbers of mappings only, so the per-layer table and the
+    baselines (lists) stay in the file, for `emergent-pos summary` and notebooks, without
+    widening the terminal table.
+    """
+    best = full["layers"][str(full["best_layer"])]
+    position_only = full["baselines"]["position_only"]
+    return {
+        "best_layer": full["best_layer"],
+        "accuracy": best["accuracy"],
+        "balanced": best["balanced_accuracy"],
+        "position_only": position_only["accuracy"],
+        "selectivity": best["selectivity"],
+        "accuracy_ci": [best["accuracy_ci_low"], best["accuracy_ci_high"]],
+        "balanced_ci": [best["balanced_ci_low"], best["balanced_ci_high"]],
+        "layers": [{"layer": int(k), **{f: v.get(f) for f in TABLE}} for k, v in full["layers"].items()],
+        "baselines": [{"baseline": name, **scores} for name, scores in full["baselines"].items()],
+    }
 
 
 def main() -> None:
@@ -106,28 +143,23 @@ def main() -> None:
         }
         for m, r in counts[best].items()
     }
-    write_json(
-        "metrics/probes.json",
-        {
-            "model": fits["model"],
-            "init": fits["init"],
-            "token": fits["token"],
-            "n_train": fits["n_train"],
-            "n_val": len(points),
-            "n_val_balanced": ev["balanced_points"],
-            "layers": headline,
-            "baselines": ev["baselines"],
-            "best_layer": int(best),
-            "best_accuracy": headline[best]["accuracy"],
-            "best_balanced_accuracy": headline[best]["balanced_accuracy"],
-            "position_only_accuracy": ev["baselines"]["position_only"]["accuracy"],
-            "selectivity": headline[best]["selectivity"],
-            "convergence_warnings": sum(v["convergence_warnings"] for v in headline.values()),
-            "prefix_transfer": transfer,
-            "count_vs_countdown": count_best,
-        },
-    )
-    write_json("metrics/report.json", {"layers": detail})
+    full = {
+        "model": fits["model"],
+        "init": fits["init"],
+        "token": fits["token"],
+        "n_train": fits["n_train"],
+        "n_val": len(points),
+        "n_val_balanced": ev["balanced_points"],
+        "layers": headline,
+        "baselines": ev["baselines"],
+        "best_layer": int(best),
+        "convergence_warnings": sum(v["convergence_warnings"] for v in headline.values()),
+        "prefix_transfer": transfer,
+        "count_vs_countdown": count_best,
+    }
+    write_json(DATA / "probes.json", full)
+    write_json(HEADLINE, headline_metrics(full))
+    write_json(DATA / "report.json", {"layers": detail})
     write_json(DATA / "position_accuracy.json", positions)
     write_json(DATA / "count_vs_countdown.json", counts)
     write_json("plots/accuracy_by_layer.json", plots.series_records(series))

@@ -66,7 +66,7 @@ def test_unknown_section_is_refused_against_dvc_yaml_and_bad_seed(tmp_path: Path
     path.write_text(yaml.safe_dump({**TINY_PARAMS, "probes": {}}))
     read_params(path)  # no dvc.yaml beside it: nothing declares the sections
     (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
-    with pytest.raises(ParamError, match="probes.*unknown section; allowed: activations, dictionary"):
+    with pytest.raises(ParamError, match="probes.*unknown section; allowed: activations, attribution, dictionary"):
         read_params(path)
     for bad in (-3, 99999999999999999999):
         path.write_text(yaml.safe_dump({**TINY_PARAMS, "seed": bad}))

@@ -66,9 +66,9 @@ def test_head_counting_finds_a_head_that_writes_the_count() -> None:
 
 
 def test_stage_metrics(tiny_project: Path) -> None:
-    att = json.loads((tiny_project / "metrics/attribution.json").read_text())
+    att = json.loads((tiny_project / "data/attribution/attribution.json").read_text())
     assert set(att["layers"]) == {"0", "1", "2"}
     assert all(v["identity_error"] < 1e-3 for v in att["layers"].values())
-    heads = json.loads((tiny_project / "metrics/heads.json").read_text())
+    heads = json.loads((tiny_project / "data/heads/heads.json").read_text())
     assert len(heads["heads"]) == 4 and set(heads["heads"][0]) >= {"own_word_start", "bos"}
     assert (tiny_project / "plots/heads/scores.png").stat().st_size > 0

@@ -134,7 +134,7 @@ def test_pairs_end_one_word_apart() -> None:
 
 
 def test_stage_outputs(tiny_project: Path) -> None:
-    m = json.loads((tiny_project / "metrics/interventions.json").read_text())
+    m = json.loads((tiny_project / "data/interventions/summary.json").read_text())
     for loss in ("word_ends_loss", "stop_decision_loss", "all_tokens_loss"):
         assert set(m[loss]) == {"clean", "projection", "resample"}
         assert m[loss]["projection"]["random"]["sd"] >= 0

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from emergent_pos.analysis.tokens import encode, load_probes, predict_tokens
 from emergent_pos.dataset.prompts import prompt_token_ids, prompts_path
 from emergent_pos.io.files import read_parquet
 from emergent_pos.probes.predictions import PREDICTIONS
-from helpers import ENV
+from emergent_pos.tokens import main as tokens_main
 
 
 def a_retokenizing_prompt(project: Path, tokenizer) -> tuple[int, str, np.ndarray]:
@@ -26,7 +25,9 @@ def a_retokenizing_prompt(project: Path, tokenizer) -> tuple[int, str, np.ndarra
     raise AssertionError("no validation prompt retokenizes exactly")
 
 
-def test_function_and_command_equal_the_stored_predictions(tiny_project: Path, tiny_bridge) -> None:
+def test_function_and_command_equal_the_stored_predictions(
+    tiny_project: Path, tiny_bridge, capsys: pytest.CaptureFixture
+) -> None:
     pid, text, ids = a_retokenizing_prompt(tiny_project, tiny_bridge.tokenizer)
     pred = read_parquet(tiny_project / "data/probes" / PREDICTIONS)
     stored = pred[(pred.prompt_id == pid) & (pred.layer == 1)].sort_values("position")
@@ -34,39 +35,15 @@ def test_function_and_command_equal_the_stored_predictions(tiny_project: Path, t
     at_ends = df.set_index("position").loc[stored.position.to_numpy()]
     np.testing.assert_array_equal(at_ends.word_index.to_numpy(), stored.probe.to_numpy())
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emergent_pos.tokens",
-            text,
-            "--layer",
-            "1",
-            "--root",
-            str(tiny_project),
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line.split() for line in proc.stdout.splitlines()[2:] if line.strip()]
+    # the command's code, in this process (`python -m emergent_pos.tokens` runs this main)
+    assert tokens_main([text, "--layer", "1", "--root", str(tiny_project), "--device", "cpu"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:] if line.strip()]
     printed = {int(r[0]): int(r[-2]) for r in rows}
     assert len(printed) == len(ids)
     assert [printed[p] for p in stored.position] == stored.probe.tolist()
 
 
-def test_command_fails_in_one_line_on_a_bad_layer(tiny_project: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "emergent_pos.tokens", "a b c", "--layer", "9", "--root", str(tiny_project)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: bad parameter --layer=9")
-    assert "Traceback" not in proc.stderr
+def test_command_fails_in_one_line_on_a_bad_layer(tiny_project: Path, capsys: pytest.CaptureFixture) -> None:
+    assert tokens_main(["a b c", "--layer", "9", "--root", str(tiny_project)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: bad parameter --layer=9") and "Traceback" not in err

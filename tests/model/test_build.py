@@ -10,7 +10,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from transformers import AutoTokenizer
 
-from helpers import run_stage, write_params
+from helpers import one_line_error, run_stage, write_params
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -70,3 +70,16 @@ def test_toy_organism_trains_and_is_deterministic(workdir: Path) -> None:
     shutil.rmtree(workdir / "data/model")
     run_stage(workdir, "model")
     assert (workdir / "data/model/model.safetensors").read_bytes() == first
+
+
+def test_unreachable_hub_fails_fast_without_offline_flag(workdir: Path, tmp_path: Path) -> None:
+    """No HF_HUB_OFFLINE, hub unreachable: the one-line error comes in seconds, not after retries."""
+    import time
+
+    write_params(workdir / "params.yaml", model={"name": "no-such-org/no-such-model"})
+    env = {"HF_HOME": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    t0 = time.perf_counter()
+    proc = run_stage(workdir, "model", env=env, check=False)
+    seconds = time.perf_counter() - t0
+    one_line_error(proc, "model.name='no-such-org/no-such-model'", "hub unreachable", "hf download")
+    assert seconds < 5 + 4  # the stage's own start-up (imports) is about 4 s on this machine

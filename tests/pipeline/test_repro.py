@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import hook_path, read_meta
@@ -28,7 +27,7 @@ def repo(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 MECHANISM = ["heads", "attribution", "interventions", "tokens"]
 """The stages after the probes; the chain tests below repro `report` alone to stay quick,
-and test_probe_param_keeps_activations shows which of them a probe change reruns."""
+and test_probe_param_keeps_activations shows which of them a probe change makes stale."""
 
 
 def test_full_pipeline_outputs(repo: Path) -> None:
@@ -54,7 +53,7 @@ def test_full_pipeline_outputs(repo: Path) -> None:
         files = sorted(p.name for p in (repo / f"data/activations/{split}").iterdir())
         assert files == sorted(f"{h}.h5" for h in hooks)
         assert read_meta(hook_path(repo / f"data/activations/{split}", hooks[1])).shape == (32,)
-    probes = json.loads((repo / "metrics/probes.json").read_text())
+    probes = json.loads((repo / "data/report/probes.json").read_text())
     assert set(probes["layers"]) == {"0", "1", "2"} and probes["n_val"] == 40 * 7
     assert [probes["layers"][str(i)]["hook"] for i in range(3)] == hooks
     for r in probes["layers"].values():
@@ -62,7 +61,7 @@ def test_full_pipeline_outputs(repo: Path) -> None:
         assert {"heldout_accuracy", "word_control_accuracy", "word_control_selectivity"} <= set(r)
         assert {"train_accuracy", "n_iter", "convergence_warnings"} <= set(r)
     assert set(probes["baselines"]) == {"majority", "position_only", "position_and_space"}
-    report = json.loads((repo / "metrics/report.json").read_text())
+    report = json.loads((repo / "data/report/report.json").read_text())
     for layer in ("0", "1", "2"):
         r = probes["layers"][layer]
         assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
@@ -123,16 +122,17 @@ def test_report_param_reruns_only_report(repo: Path) -> None:
 
 def test_probe_param_keeps_activations(repo: Path) -> None:
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1})
-    log = ran(dvc(repo, "repro"))
-    # heads reads no probe: it stays; the stages that read the probes rerun
-    assert log[:2] == ["check", "probes"] and sorted(log[2:]) == ["attribution", "interventions", "report", "tokens"]
+    assert ran(dvc(repo, "repro", "report")) == ["check", "probes", "report"]
+    # the stages that read the probes are now stale; heads reads no probe and is not
+    stale = [line[:-1] for line in dvc(repo, "status").splitlines() if line and not line[0].isspace()]
+    assert sorted(stale) == ["attribution", "interventions", "tokens"]
 
 
 def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:
-    sklearn = json.loads((repo / "metrics/probes.json").read_text())
+    sklearn = json.loads((repo / "data/report/probes.json").read_text())
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1, "backend": "torch"})
     assert ran(dvc(repo, "repro", "report")) == ["check", "probes", "report"]
-    torch = json.loads((repo / "metrics/probes.json").read_text())
+    torch = json.loads((repo / "data/report/probes.json").read_text())
     for layer, r in torch["layers"].items():
         ref = sklearn["layers"][layer]
         # 280 validation points: 2 points is 0.7 percentage points
@@ -140,21 +140,6 @@ def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) ->
         for key in ("position_control_accuracy", "word_control_accuracy"):
             assert abs(r[key] - ref[key]) <= 0.02, (layer, key, r, ref)
         assert r["convergence_warnings"] == 0
-
-
-def test_n_words_reruns_prompts_onward_but_not_model(repo: Path) -> None:
-    write_params(
-        repo / "params.yaml",
-        report={"layers": [0, 2]},
-        probe={"C": 0.1},
-        prompts={"n_words": 5, "eval_n_words": [4, 6]},
-    )
-    assert ran(dvc(repo, "repro", "report")) == ["check", "prompts", "activations", "probes", "report"]
-    pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
-    assert set(np.unique(pred.word_index[pred.n_words == 5])) == set(range(5))
-    assert set(np.unique(pred.probe)) <= set(range(5))  # probes trained on 5 words predict 0..4
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert params["prompts"]["n_words"] == 5
 
 
 def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
@@ -170,8 +155,12 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
         },
         activations={"extra_hooks": ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out"]},
     )
+    # prompts.n_words reruns prompts onward but not the model
     assert ran(dvc(repo, "repro", "report")) == ["check", "prompts", "activations", "probes", "report"]
-    probes = json.loads((repo / "metrics/probes.json").read_text())
+    pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
+    assert set(np.unique(pred.word_index[pred.n_words == 5])) == set(range(5))
+    assert set(np.unique(pred.probe)) <= set(range(5))  # probes trained on 5 words predict 0..4
+    probes = json.loads((repo / "data/report/probes.json").read_text())
     assert set(probes["prefix_transfer"]) == {"0", "1", "2", "3"}  # given prefixes + the same-length control
     assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word
     for r in probes["layers"].values():  # saga is stochastic: one fit per seed, spread reported

@@ -44,7 +44,7 @@ class AttributionConfig:
     layers: list[int] | Literal["all"] = "all"
     """Probe layers split into components (0 = embeddings)."""
     top_k: int = 5
-    """Components per layer listed in metrics/attribution.json."""
+    """Components per layer listed in data/attribution/attribution.json."""
 
     def validate(self, section: str) -> None:
         positive(section, "n_prompts", self.n_prompts, 2)

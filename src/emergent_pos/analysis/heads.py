@@ -148,11 +148,7 @@ def head_name(layer: int, head: int) -> str:
 
 
 def summarize(scores: HeadScores, top_k: int) -> dict:
-    """metrics/heads.json: the best head per score (headline) and every head's scores.
-
-    ``heads`` is a list, so ``dvc metrics show`` (which shows numbers in mappings only)
-    keeps to the headline while the file holds everything.
-    """
+    """data/heads/heads.json: the best head per score and every head's scores, intervals and nulls."""
     obs, null = scores.means()
     counts = scores.queries[:, None, None, :]
     lo, hi = prompt_bootstrap(scores.observed, counts)

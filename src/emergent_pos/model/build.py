@@ -16,10 +16,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from emergent_pos.dataset.words import SEED_PREFIX, source_words
-from emergent_pos.errors import UserError
 from emergent_pos.io.files import atomic_path
 from emergent_pos.io.resources import check_memory, matmul_rate
 from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.model.hub import ModelUnavailable, hub_offline, hub_reachable
 from emergent_pos.model.load import CARD, context_length
 from emergent_pos.model.organism import (
     build_toy_model,
@@ -32,12 +32,12 @@ from emergent_pos.model.organism import (
 logger = logging.getLogger(__name__)
 
 
-class ModelUnavailable(UserError, RuntimeError):
-    """The requested weights cannot be had here; never answered with another model."""
-
-
 def load_hf(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a hub name (through the HF cache, honouring HF_HOME/HF_HUB_OFFLINE) or a directory."""
+    """Load a hub name (through the HF cache, honouring HF_HOME/HF_HUB_OFFLINE) or a directory.
+
+    A hub name with the hub unreachable loads from the local cache only, so a missing
+    model fails in seconds instead of after the hub client's retries.
+    """
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
     local = Path(cfg.name)
     if local.is_dir() and not (local / "config.json").is_file():
@@ -45,6 +45,10 @@ def load_hf(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]
             f"model.name={cfg.name!r} is a directory but not a model directory (no config.json in it): "
             "give 'toy', a Hugging Face name, or a directory written by save_pretrained"
         )
+    unreachable = not local.is_dir() and not hub_offline() and not hub_reachable()
+    if unreachable:
+        kwargs["local_files_only"] = True
+        logger.info("the hub is unreachable: loading %s from the local cache only", cfg.name)
     try:
         tok = AutoTokenizer.from_pretrained(cfg.name, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(cfg.name, use_safetensors=True, dtype=torch.float32, **kwargs)
@@ -58,7 +62,8 @@ def load_hf(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]
         raise ModelUnavailable(
             f"model.name={cfg.name!r} (Hugging Face name): cannot load safetensors weights and tokenizer "
             f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}, "
-            f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {type(err).__name__}: "
+            f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}"
+            f"{', hub unreachable' if unreachable else ''}): {type(err).__name__}: "
             f"{reason} -- on a connected machine run "
             f"`hf download {cfg.name}` and copy the cache here, or `dvc pull data/model` from a remote"
         ) from err

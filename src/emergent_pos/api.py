@@ -1,0 +1,225 @@
+"""The notebook API: a finished pipeline directory, read by TransformerLens hook name.
+
+    from emergent_pos.api import Pipeline
+
+    p = Pipeline.open(".")                     # a clone after `dvc repro` (or `dvc pull`)
+    x, tokens = p.activations("blocks.0.hook_resid_post", rows="probed")
+    probe = p.probe("blocks.0.hook_resid_post")  # a fitted scikit-learn classifier
+    probe.predict(x)
+
+Everything here reads files the stages wrote (README, "File formats"); nothing is
+recomputed except ``read_out`` (the probes applied to new text), which runs the model
+(torch and TransformerLens are imported only then, so reading stays quick).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from emergent_pos.activations.hooks import layer_of, residual_hooks
+from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks
+from emergent_pos.dataset.labels import Points
+from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
+from emergent_pos.errors import UserError
+from emergent_pos.io.files import file_sha256, read_parquet
+from emergent_pos.model.load import read_card
+from emergent_pos.probes.linear import LinearProbe
+from emergent_pos.probes.predictions import FITS, HELDOUT_PREDICTIONS, PREDICTIONS, probe_path
+
+HEADLINE = Path("metrics/probes.json")
+SUMMARY_COLUMNS = [
+    "layer",
+    "hook",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "balanced_accuracy",
+    "balanced_ci_low",
+    "balanced_ci_high",
+    "position_control_accuracy",
+    "heldout_accuracy",
+    "word_control_accuracy",
+    "selectivity",
+]
+
+
+class ProbeClassifier(ClassifierMixin, BaseEstimator):
+    """A saved probe as a fitted scikit-learn classifier that takes raw activations.
+
+    ``coef_`` and ``intercept_`` fold the standardisation in, so
+    ``decision_function(X) = X @ coef_.T + intercept_`` equals the stored probe's
+    ``((X - mean) / scale) @ coef.T + intercept``. ``predict_proba`` is the softmax of
+    those logits (``multi_class="multinomial"``, the default) or scikit-learn's
+    normalised one-vs-rest sigmoids (``"ovr"``).
+    """
+
+    def __init__(self, probe: LinearProbe, multi_class: str = "multinomial") -> None:
+        self.probe = probe
+        self.multi_class = multi_class
+        self.classes_ = probe.classes
+        self.coef_ = probe.coef / probe.scale
+        self.intercept_ = probe.intercept - (probe.mean / probe.scale) @ probe.coef.T
+        self.n_features_in_ = probe.coef.shape[1]
+
+    def fit(self, X: Any, y: Any) -> ProbeClassifier:  # noqa: N803 (scikit-learn's names)
+        raise NotImplementedError("a saved probe is already fitted; refit with `dvc repro probes`")
+
+    def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
+        return np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        logits = self.decision_function(X)
+        if self.multi_class == "ovr":
+            p = 1 / (1 + np.exp(-logits))
+        else:
+            p = np.exp(logits - logits.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """One pipeline directory (``dvc.yaml``, ``data/``, ``metrics/``)."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path = ".") -> Pipeline:
+        root = Path(root)
+        if not (root / "data/model").exists():
+            raise UserError(f"{root} has no data/model: run `dvc repro` (or `dvc pull`) there first")
+        return cls(root)
+
+    @property
+    def card(self) -> dict:
+        """The model card: name, architecture, n_layers, d_model, n_ctx, init, seed."""
+        return read_card(self.root / "data/model")
+
+    @property
+    def n_words(self) -> int:
+        """The word count the probes were trained on (the main evaluation set's)."""
+        return int(self._fits()["n_words"])
+
+    def layer_hooks(self) -> list[str]:
+        """The residual-stream hook of each layer; index = layer (0 = embeddings)."""
+        return residual_hooks(self.card["n_layers"])
+
+    def hooks(self, split: str = "val") -> list[str]:
+        """Every hook stored for ``split`` (the residual streams and any extra hooks)."""
+        return stored_hooks(self._act_dir(split))
+
+    def tokens(self, split: str = "val") -> pd.DataFrame:
+        """The prompts table of ``split``: one row per token, in activation-row order."""
+        return read_parquet(prompts_path(self._split(split), self.root / "data/prompts"))
+
+    def activations(
+        self, hook: str, split: str = "val", rows: str | np.ndarray | None = None, as_torch: bool = False
+    ) -> tuple[Any, pd.DataFrame]:
+        """Activations ``[n, *shape]`` of ``hook`` and the token rows they belong to.
+
+        ``rows``: None for every token, ``"probed"`` for the tokens the probes read
+        (the pipeline's ``probe.token``), or sorted row numbers of the prompts table.
+        """
+        table = self.tokens(split)
+        if rows is None:
+            rows = np.arange(len(table))
+        elif isinstance(rows, str):
+            if rows != "probed":
+                raise ValueError(f"rows={rows!r}: use None, 'probed' or row numbers")
+            rows = Points.select(table, self._fits()["token"]).rows
+        path = hook_path(self._act_dir(split), hook)
+        if not path.exists():
+            raise UserError(f"{path} is missing: stored hooks are {self.hooks(split)} (`dvc pull {path}`?)")
+        x = read_rows(path, np.asarray(rows), file_sha256(prompts_path(split, self.root / "data/prompts")), len(table))
+        if as_torch:
+            import torch
+
+            x = torch.from_numpy(x)
+        return x, table.iloc[np.asarray(rows)].reset_index(drop=True)
+
+    def hook_meta(self, hook: str, split: str = "val") -> dict:
+        """What the hook file records: model, hook, shape, dtypes, prompts hash, processing."""
+        return vars(read_meta(hook_path(self._act_dir(split), hook)))
+
+    def probe(self, layer_or_hook: int | str) -> ProbeClassifier:
+        """The saved probe of a layer (0 = embeddings) or residual-stream hook."""
+        hook = self.layer_hooks()[layer_or_hook] if isinstance(layer_or_hook, int) else layer_or_hook
+        layer_of(hook)  # refuses a hook that has no probe
+        raw = self._params().get("probe") or {}
+        return ProbeClassifier(
+            LinearProbe.load(probe_path(hook, self.root / "data/probes")), raw.get("multi_class", "multinomial")
+        )
+
+    def predictions(self, split: str = "val") -> pd.DataFrame:
+        """The probes stage's long table (one row per point and layer; README, "File formats")."""
+        name = {"val": PREDICTIONS, "heldout": HELDOUT_PREDICTIONS}.get(split)
+        if name is None:
+            raise ValueError(f"split={split!r}: predictions exist for val and heldout")
+        return read_parquet(self.root / "data/probes" / name)
+
+    def metrics(self, name: str = "probes", rev: str | None = None) -> dict:
+        """``metrics/{name}.json`` of the workspace, or of a git commit or DVC experiment."""
+        path = f"metrics/{name}.json"
+        if rev is None:
+            return json.loads((self.root / path).read_text())
+        return json.loads(git_show(self.root, rev, path))
+
+    def summary(self, rev: str | None = None) -> pd.DataFrame:
+        """README's headline table: one row per layer, indexed by layer."""
+        rows = self.metrics("probes", rev)["layers"]
+        return pd.DataFrame(rows)[SUMMARY_COLUMNS].set_index("layer")
+
+    def read_out(self, text: str, layers: list[int] | None = None, device: str = "cpu") -> pd.DataFrame:
+        """The probes applied to every token of ``text`` (the ``tokens`` stage's table)."""
+        from emergent_pos.analysis.tokens import encode, load_probes, predict_tokens, uses_bos
+        from emergent_pos.model.load import load_bridge
+
+        processing = (self._params().get("activations") or {}).get("processing", "raw")
+        bridge = load_bridge(self.root / "data/model", device, processing)
+        first = prompt_token_ids(self.tokens("val")[["position", "token_id"]])[0]
+        ids = encode(bridge.tokenizer, text, uses_bos(first, bridge.tokenizer))
+        return predict_tokens(bridge, load_probes(self.card["n_layers"], layers, self.root / "data/probes"), ids)
+
+    def _split(self, split: str) -> str:
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: one of {', '.join(SPLITS)}")
+        return split
+
+    def _act_dir(self, split: str) -> Path:
+        return self.root / "data/activations" / self._split(split)
+
+    def _fits(self) -> dict:
+        return json.loads((self.root / "data/probes" / FITS).read_text())
+
+    def _params(self) -> dict:
+        path = self.root / "params.yaml"
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def git_show(root: Path, rev: str, path: str) -> str:
+    """A file as committed at ``rev``: a commit, branch or tag, or a DVC experiment's name."""
+    ref = rev
+    ok = subprocess.run(["git", "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
+    if ok.returncode != 0:
+        refs = subprocess.run(
+            ["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=root, capture_output=True, text=True
+        ).stdout.split()
+        found = [r for r in refs if r.rsplit("/", 1)[-1] == rev]
+        if not found:
+            raise UserError(f"{rev!r} is neither a git revision nor a DVC experiment here (`dvc exp list`)")
+        ref = found[0]
+    out = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise UserError(f"{rev} has no {path}")
+    return out.stdout

@@ -1,0 +1,83 @@
+"""Can ``model.name`` be loaded here? Answered in seconds, before anything is removed.
+
+The hub client, offline, retries for most of a minute before it fails; the ``check``
+stage and the model stage ask here first, so a missing model fails in one line, fast.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+from emergent_pos.errors import UserError
+from emergent_pos.model.config import ModelConfig
+
+
+class ModelUnavailable(UserError, RuntimeError):
+    """The requested weights cannot be had here; never answered with another model."""
+
+
+HUB_PROBE_SECONDS = 2.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the hub (``HF_ENDPOINT``) accepts a TCP connection within ``timeout`` seconds.
+
+    Offline, the hub client would retry for most of a minute before failing; this probe
+    (name lookup included, bounded by a thread join) answers in ``timeout`` at most.
+    """
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answer and answer[0])
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def check_available(cfg: ModelConfig) -> None:
+    """Fail in one line, in seconds, when ``model.name`` cannot be loaded here.
+
+    The ``check`` stage calls this before DVC removes ``data/model``: a hub name must be
+    in the local cache or the hub reachable; a directory must hold a model. ``toy`` is
+    always available (it is trained here).
+    """
+    if cfg.name == "toy":
+        return
+    local = Path(cfg.name)
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelUnavailable(
+                f"model.name={cfg.name!r} is a directory but not a model directory (no config.json in it): "
+                "give 'toy', a Hugging Face name, or a directory written by save_pretrained"
+            )
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(cfg.name, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        cached = False
+    if cached or (not hub_offline() and hub_reachable()):
+        return
+    raise ModelUnavailable(
+        f"model.name={cfg.name!r} (Hugging Face name) is not in the local cache "
+        f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the hub is "
+        f"{'off (HF_HUB_OFFLINE)' if hub_offline() else 'unreachable'} -- on a connected machine run "
+        f"`hf download {cfg.name}` and copy the cache here, or `dvc pull data/model` from a remote"
+    )

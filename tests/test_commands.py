@@ -1,0 +1,44 @@
+"""`emergent-pos`: the summary is README's headline table; both subcommands fail in one line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from helpers import BIN, ENV, REPO, dvc
+
+
+def emergent_pos(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "emergent-pos"), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_summary_prints_readme_headline_table() -> None:
+    proc = emergent_pos("summary")
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.strip()
+    assert table.count("\n") >= 3 and table.startswith("| layer | hook |")
+    assert table in (REPO / "README.md").read_text()  # README's table is this output, verbatim
+
+
+def test_summary_of_a_revision_and_bad_revision(tiny_project: Path) -> None:
+    assert (
+        emergent_pos("summary", "--rev", "HEAD", cwd=tiny_project).stdout
+        == emergent_pos("summary", cwd=tiny_project).stdout
+    )
+    proc = emergent_pos("summary", "--rev", "no-such-rev", cwd=tiny_project)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: 'no-such-rev' is neither a git revision")
+
+
+def test_terminal_tables_fit_in_160_columns(tiny_project: Path) -> None:
+    """`dvc metrics show` and README's documented `dvc exp show` filter fit a terminal."""
+    readme = (REPO / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("dvc exp show --drop"))
+    keep = line.split("--keep ", 1)[1].strip().strip("'")
+    shown = dvc(tiny_project, "exp", "show", "--drop", ".*", "--keep", keep)
+    for out in (dvc(tiny_project, "metrics", "show"), shown):
+        widths = [len(x) for x in out.splitlines()]
+        assert max(widths) <= 160, out
+    for column in ("accuracy", "loss_up_probe", "probe.C", "model.name"):
+        assert column in shown, shown

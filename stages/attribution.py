@@ -17,11 +17,11 @@ import pandas as pd
 from emergent_pos.activations.config import ActivationsConfig
 from emergent_pos.analysis import plots
 from emergent_pos.analysis.attribution import attribute, check_identity, head_counting
-from emergent_pos.analysis.config import AttributionConfig
+from emergent_pos.analysis.config import AttributionConfig, chosen_layers
 from emergent_pos.analysis.forward import EMBED, PromptSet, model_components, require_hooks, z_hook
 from emergent_pos.analysis.intervals import mean_ci
 from emergent_pos.analysis.tokens import load_probes
-from emergent_pos.config import ParamError, key, read_params, section
+from emergent_pos.config import key, read_params, section
 from emergent_pos.dataset.prompts import prompts_path
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import read_parquet, save_figure, write_json, write_parquet
@@ -39,9 +39,7 @@ def main() -> None:
     processing = key(raw, "activations.processing", ActivationsConfig)
     card = read_card()
     n_layers = card["n_layers"]
-    layers = list(range(n_layers + 1)) if cfg.layers == "all" else cfg.layers
-    if max(layers) > n_layers:
-        raise ParamError("attribution.layers", cfg.layers, f"layers are 0..{n_layers} for {card['name']}")
+    layers = chosen_layers("attribution.layers", cfg.layers, n_layers, card["name"])
     n_words = json.loads((PROBES_DIR / FITS).read_text())["n_words"]
     ps = PromptSet.from_table(read_parquet(prompts_path("val")), n_words, cfg.n_prompts)
     probes = load_probes(n_layers, layers)

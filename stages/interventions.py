@@ -185,7 +185,7 @@ def main() -> None:
     subspace = []
     for layer in layers:
         subspace += subspace_tests(bridge, task, text_task, layer, probes[layer], cfg, rng, clean, clean_text)
-    steering = steer(bridge, ps, task, probes, layers, n_words, cfg, rng) if end_ids else []
+    steering = steer(bridge, ps, task, probes, layers, n_words, cfg, rng, clean) if end_ids else []
 
     # 2. which components matter?
     comps = ablatable(model_components(bridge))
@@ -348,7 +348,7 @@ def main() -> None:
     )
 
 
-def steer(bridge, ps, task, probes, layers, n_words, cfg, rng) -> list[dict]:
+def steer(bridge, ps, task, probes, layers, n_words, cfg, rng, clean) -> list[dict]:
     """Add the difference of two adjacent class directions at one word's last token; P(end) moves?"""
     out = []
     resid = residual_hooks(bridge.cfg.n_layers)
@@ -384,7 +384,6 @@ def steer(bridge, ps, task, probes, layers, n_words, cfg, rng) -> list[dict]:
 
                 res = measure(bridge, task, hooks)
                 probs[name] = float(np.nanmean(res.end_prob[:, src]))
-            clean = measure(bridge, task, lambda idx, lengths: [])
             out.append(
                 {
                     "layer": layer,

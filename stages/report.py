@@ -32,6 +32,7 @@ from emergent_pos.report import plots
 from emergent_pos.report.config import ReportConfig
 from emergent_pos.report.count import count_vs_countdown
 from emergent_pos.report.metrics import (
+    HEADLINE_COLUMNS,
     column_accuracy,
     evaluate,
     macro_f1,
@@ -46,19 +47,6 @@ logger = logging.getLogger("stages.report")
 OUT = Path("plots/report")
 DATA = Path("data/report")
 HEADLINE = Path("metrics/probes.json")
-TABLE = (
-    "hook",
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "balanced_accuracy",
-    "balanced_ci_low",
-    "balanced_ci_high",
-    "position_control_accuracy",
-    "heldout_accuracy",
-    "word_control_accuracy",
-    "selectivity",
-)
 
 
 def headline_metrics(full: dict) -> dict:
@@ -78,7 +66,7 @@ def headline_metrics(full: dict) -> dict:
         "selectivity": best["selectivity"],
         "accuracy_ci": [best["accuracy_ci_low"], best["accuracy_ci_high"]],
         "balanced_ci": [best["balanced_ci_low"], best["balanced_ci_high"]],
-        "layers": [{"layer": int(k), **{f: v.get(f) for f in TABLE}} for k, v in full["layers"].items()],
+        "layers": [{"layer": int(k), **{f: v.get(f) for f in HEADLINE_COLUMNS}} for k, v in full["layers"].items()],
         "baselines": [{"baseline": name, **scores} for name, scores in full["baselines"].items()],
     }
 

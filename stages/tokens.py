@@ -14,7 +14,7 @@ import pandas as pd
 
 from emergent_pos.activations.config import ActivationsConfig
 from emergent_pos.analysis import plots
-from emergent_pos.analysis.config import TokensConfig
+from emergent_pos.analysis.config import TokensConfig, chosen_layers
 from emergent_pos.analysis.tokens import encode, grid, load_probes, page, predict_tokens
 from emergent_pos.config import ParamError, key, read_params, section
 from emergent_pos.dataset.config import PromptsConfig
@@ -34,9 +34,7 @@ def main() -> None:
     bos = key(raw, "prompts.prepend_bos", PromptsConfig)
     card = read_card()
     n_layers = card["n_layers"]
-    layers = list(range(n_layers + 1)) if cfg.layers == "all" else cfg.layers
-    if max(layers) > n_layers:
-        raise ParamError("tokens.layers", cfg.layers, f"layers are 0..{n_layers} for {card['name']}")
+    layers = chosen_layers("tokens.layers", cfg.layers, n_layers, card["name"])
     texts = list(cfg.texts)
     if cfg.text_file:
         try:

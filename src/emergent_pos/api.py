@@ -34,22 +34,10 @@ from emergent_pos.io.files import file_sha256, read_parquet
 from emergent_pos.model.load import read_card
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import FITS, HELDOUT_PREDICTIONS, PREDICTIONS, probe_path
+from emergent_pos.report.metrics import HEADLINE_COLUMNS
 
 HEADLINE = Path("metrics/probes.json")
-SUMMARY_COLUMNS = [
-    "layer",
-    "hook",
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "balanced_accuracy",
-    "balanced_ci_low",
-    "balanced_ci_high",
-    "position_control_accuracy",
-    "heldout_accuracy",
-    "word_control_accuracy",
-    "selectivity",
-]
+SUMMARY_COLUMNS = ["layer", *HEADLINE_COLUMNS]
 
 
 class ProbeClassifier(ClassifierMixin, BaseEstimator):

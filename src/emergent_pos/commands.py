@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emergent_pos.io.cli import user_message
+from emergent_pos.io.cli import print_one_line
 
 HEADER = (
     "| layer | hook | accuracy [95% CI] | position-balanced [95% CI] | position-shuffled control "
@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as err:
-        message = user_message(err)
-        if message is None:
-            raise
-        print(f"error: {message}".replace("\n", " "), file=sys.stderr)
+        print_one_line(err)
         return 2
 
 

@@ -18,7 +18,7 @@ from emergent_pos.activations.config import ActivationsConfig
 from emergent_pos.analysis.tokens import encode, load_probes, predict_tokens, table, uses_bos
 from emergent_pos.config import ParamError, key, read_params
 from emergent_pos.dataset.prompts import prompt_token_ids, prompts_path
-from emergent_pos.io.cli import user_message
+from emergent_pos.io.cli import print_one_line
 from emergent_pos.io.files import read_parquet
 from emergent_pos.model.load import load_bridge, read_card, resolve_device
 
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         df = predict_tokens(bridge, load_probes(n_layers, layers, root / "data/probes"), ids)
         print("\n\n".join(table(df, layer) for layer in layers))
     except Exception as err:
-        message = user_message(err)
-        if message is None:
-            raise
-        print(f"error: {message}".replace("\n", " "), file=sys.stderr)
+        print_one_line(err)
         return 2
     return 0
 

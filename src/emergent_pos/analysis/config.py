@@ -22,6 +22,14 @@ def _check_layers(section: str, name: str, value: object) -> None:
             positive(section, f"{name}[{i}]", layer, 0)
 
 
+def chosen_layers(key: str, value: list[int] | str, n_layers: int, model: str) -> list[int]:
+    """``all`` or a list of probe layers, checked against the model (0 = embeddings)."""
+    layers = list(range(n_layers + 1)) if value == "all" else list(value)
+    if max(layers) > n_layers:
+        raise ParamError(key, value, f"layers are 0..{n_layers} for {model}")
+    return layers
+
+
 @dataclass(frozen=True)
 class HeadsConfig:
     n_prompts: int = 512

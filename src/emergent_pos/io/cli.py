@@ -69,6 +69,14 @@ def user_message(err: BaseException) -> str | None:
     return None
 
 
+def print_one_line(err: BaseException) -> None:
+    """Print a failure the user can fix as one ``error:`` line; re-raise a bug (traceback)."""
+    message = user_message(err)
+    if message is None:
+        raise err
+    print(f"error: {message}".replace("\n", " "), file=sys.stderr)
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` with logging set up and user errors reported in one line.
 
@@ -91,10 +99,7 @@ def run(main: Callable[[], None]) -> None:
             logger.info("removed %d temporary file(s) left by an interrupted run", swept)
         main()
     except BaseException as err:
-        message = user_message(err)
-        if message is None:
-            raise
-        print(f"error: {message}".replace("\n", " "), file=sys.stderr)
+        print_one_line(err)
         if getattr(err, "hard_exit", False):
             sys.stderr.flush()
             os._exit(2)  # a library holds a broken file handle that would crash the interpreter at exit

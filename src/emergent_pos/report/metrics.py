@@ -22,6 +22,21 @@ from emergent_pos.probes.predictions import (
     layers,
 )
 
+HEADLINE_COLUMNS = (
+    "hook",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "balanced_accuracy",
+    "balanced_ci_low",
+    "balanced_ci_high",
+    "position_control_accuracy",
+    "heldout_accuracy",
+    "word_control_accuracy",
+    "selectivity",
+)
+"""Per-layer columns of README's headline table (metrics/probes.json's ``layers`` list)."""
+
 
 def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(y == pred)) if len(y) else float("nan")

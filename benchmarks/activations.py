@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import save  # noqa: E402
 
 from emergent_pos.activations.extract import write_activations  # noqa: E402
-from emergent_pos.activations.hooks import residual_hooks  # noqa: E402
 from emergent_pos.activations.store import HookMeta, HookWriter, hook_path  # noqa: E402
+from emergent_pos.model.hooks import residual_hooks  # noqa: E402
 from emergent_pos.model.load import load_bridge  # noqa: E402
 
 

@@ -31,7 +31,7 @@ rng = np.random.default_rng(0)
 seqs = [rng.integers(1, 250, size=33) for _ in range(n_prompts)]
 if kind == "activations":
     from emergent_pos.activations.extract import write_activations
-    from emergent_pos.activations.hooks import residual_hooks
+    from emergent_pos.model.hooks import residual_hooks
     from emergent_pos.model.load import load_bridge
     model_dir = workdir / "model"
     if not model_dir.exists():

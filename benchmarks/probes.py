@@ -37,10 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import save  # noqa: E402
 
-from emergent_pos.activations.hooks import EMBEDDINGS, residual_hooks  # noqa: E402
 from emergent_pos.activations.store import HookMeta, HookWriter, hook_path, read_meta, stored_hooks  # noqa: E402
 from emergent_pos.dataset.labels import Points  # noqa: E402
 from emergent_pos.dataset.prompts import prompts_path  # noqa: E402
+from emergent_pos.model.hooks import EMBEDDINGS, residual_hooks  # noqa: E402
 from emergent_pos.probes.config import ProbeConfig  # noqa: E402
 from emergent_pos.probes.predictions import at_layer  # noqa: E402
 from emergent_pos.probes.runner import Split, probe_layers  # noqa: E402

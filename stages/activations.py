@@ -19,12 +19,12 @@ from emergent_pos.activations.extract import (
     hook_shapes,
     write_activations,
 )
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import ACTIVATIONS_DIR
 from emergent_pos.config import read_params, section
 from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
 from emergent_pos.io.files import file_sha256, read_parquet
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
 
 logger = logging.getLogger("stages.activations")

@@ -1,8 +1,9 @@
 """Stage `check`: validate every section of params.yaml before any other stage runs.
 
 It runs whenever params.yaml changes and fails in one line on a bad key or value (a
-misspelt section included) or on a model that cannot be loaded here (a hub name neither
-cached nor reachable), before DVC removes a single output; its output never changes, so
+misspelt section included) or on a model that cannot be loaded or run here (a hub name
+neither cached nor reachable, an architecture TransformerLens does not support), before
+DVC removes a single output; its output never changes, so
 passing it reruns nothing downstream.
 """
 
@@ -39,7 +40,10 @@ def main() -> None:
     seed(raw)
     for name, cls in SECTIONS.items():
         section(raw, name, cls)
-    check_available(section(raw, "model", ModelConfig))  # before DVC removes data/model
+    model = section(raw, "model", ModelConfig)
+    if model.name == "toy":
+        model.toy_steps(section(raw, "toy", ToyConfig))
+    check_available(model)  # before DVC removes data/model
     with atomic_path("data/params.ok") as tmp:
         tmp.write_text("params.yaml passed validation\n")
     logging.getLogger("stages.check").info("params.yaml: %d sections valid", len(SECTIONS) + 1)

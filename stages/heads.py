@@ -16,7 +16,7 @@ from emergent_pos.analysis.forward import PromptSet, capture, pad, pattern_hook,
 from emergent_pos.analysis.heads import score_heads, summarize
 from emergent_pos.config import key, read_params, section
 from emergent_pos.dataset.config import PromptsConfig
-from emergent_pos.dataset.prompts import prompts_path
+from emergent_pos.dataset.prompts import prompts_path, token_strings
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import read_parquet, save_figure, write_json
 from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
@@ -55,7 +55,8 @@ def main() -> None:
         layer, index = (int(v) for v in head[1:].split("H"))
         for i in range(min(cfg.n_examples, len(ps))):
             got = capture(bridge, pad([ps.tokens[i]]), [pattern_hook(layer)])
-            labels = [bridge.tokenizer.decode([t]) for t in ps.tokens[i]]
+            strings = token_strings(bridge.tokenizer, set(ps.tokens[i].tolist()))
+            labels = [strings[t] for t in ps.tokens[i].tolist()]
             examples.append(
                 (f"{head}, prompt {int(ps.prompt_id[i])}", got[pattern_hook(layer)][0, index].cpu().numpy(), labels)
             )

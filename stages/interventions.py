@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 
 from emergent_pos.activations.config import ActivationsConfig
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.analysis import plots
 from emergent_pos.analysis.config import InterventionsConfig
 from emergent_pos.analysis.forward import (
@@ -57,6 +56,7 @@ from emergent_pos.dataset.prompts import prompts_path
 from emergent_pos.errors import UserError
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import read_parquet, save_figure, write_json, write_parquet
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
 from emergent_pos.probes.predictions import FITS, PREDICTIONS, PROBES_DIR
 
@@ -67,14 +67,14 @@ ATTRIBUTION = Path("data/attribution/components.parquet")
 HEADLINE = Path("metrics/interventions.json")
 
 
-def text_prompts(tokenizer, path: str, n_ctx: int, bos: bool, limit: int) -> PromptSet:
+def text_prompts(tokenizer, path: str, n_ctx: int | None, bos: bool, limit: int) -> PromptSet:
     """Windows of ordinary text (no word structure: only the all-token loss is measured)."""
     try:
         text = Path(path).read_text()
     except OSError as err:
         raise ParamError("interventions.text_file", path, f"cannot read it ({err.strerror})") from err
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    width = min(n_ctx, 128) - int(bos)
+    width = min(n_ctx or 128, 128) - int(bos)
     windows = [ids[i : i + width] for i in range(0, len(ids) - 1, width)][:limit]
     if not windows:
         raise ParamError("interventions.text_file", path, "the file holds no text")

@@ -10,12 +10,12 @@ one per core for single-threaded solvers on fits big enough to repay a worker's 
 import logging
 import os
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import ACTIVATIONS_DIR, check_meta, hook_path
 from emergent_pos.config import read_params, section
 from emergent_pos.dataset.prompts import SPLITS, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
 from emergent_pos.io.files import write_json, write_parquet
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import read_card, resolve_device
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.probes.predictions import FITS, HELDOUT_PREDICTIONS, PREDICTIONS, PROBES_DIR

@@ -49,7 +49,7 @@ def main() -> None:
     results = []
     for i, text in enumerate(texts):
         ids = encode(bridge.tokenizer, text, bos)
-        if len(ids) > n_ctx:
+        if n_ctx is not None and len(ids) > n_ctx:
             raise ParamError(
                 f"tokens.texts[{i}]", text[:40] + "...", f"{len(ids)} tokens; {card['name']} reads at most {n_ctx}"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,18 @@ def run_stage(cwd: Path, stage: str, env: dict | None = None, check: bool = True
     if check and proc.returncode != 0:
         raise AssertionError(f"stage {stage} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_stage_in_process(cwd: Path, stage: str) -> None:
+    """Run a real stage script's ``main`` in this process (cwd = ``cwd``): the same code as
+    ``run_stage`` without a new interpreter's start-up, for tests that run many stages.
+    User errors surface as exceptions instead of one ``error:`` line."""
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        runpy.run_path(str(cwd / "stages" / f"{stage}.py"), run_name="stage")["main"]()
+    finally:
+        os.chdir(old)
 
 
 def sh(cwd: Path, *args: str, env: dict | None = None) -> str:

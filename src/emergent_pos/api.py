@@ -25,12 +25,12 @@ import pandas as pd
 import yaml
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from emergent_pos.activations.hooks import layer_of, residual_hooks
 from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks
 from emergent_pos.dataset.labels import Points
 from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
 from emergent_pos.errors import UserError
 from emergent_pos.io.files import file_sha256, read_parquet
+from emergent_pos.model.hooks import layer_of, residual_hooks
 from emergent_pos.model.load import read_card
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import FITS, HELDOUT_PREDICTIONS, PREDICTIONS, probe_path

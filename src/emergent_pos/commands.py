@@ -3,6 +3,8 @@
     emergent-pos summary                 # README's headline table for this workspace
     emergent-pos summary --rev HEAD~1    # ... for a commit, branch or DVC experiment name
     emergent-pos tokens "some text" --layer 1
+    emergent-pos compare model.revision --layers   # a metric against a param, across experiments
+    emergent-pos architectures           # what TransformerLens can run (model.name)
 
 The pipeline itself runs with `dvc repro`; these commands only read what it wrote.
 """
@@ -10,6 +12,7 @@ The pipeline itself runs with `dvc repro`; these commands only read what it wrot
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +65,37 @@ def tokens(args: argparse.Namespace) -> int:
     return tokens_main(argv)
 
 
+def compare(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MPLBACKEND", "Agg")  # a command draws off-screen; set before pyplot loads
+    from emergent_pos import compare as cmp
+    from emergent_pos.io.files import save_figure, write_json
+
+    root = Path(args.root)
+    metrics = args.metric or ["accuracy", "balanced", "position_only"]
+    points, notes = cmp.collect(
+        cmp.exp_show(root, args.all_commits), args.param, metrics, args.layers, lambda rev: cmp.git_metrics(root, rev)
+    )
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    out = Path(args.out or f"plots/compare/{args.param}")
+    layers = f" and per-layer {args.layers}" if args.layers else ""
+    title = args.title or f"{', '.join(metrics)}{layers} vs {args.param}"
+    write_json(out.with_suffix(".json"), cmp.as_json(points, args.param, notes))
+    save_figure(cmp.figure(points, args.param, metrics, args.layers, title), out.with_suffix(".png"))
+    print(f"{len(points)} experiments -> {out.with_suffix('.png')}, {out.with_suffix('.json')}")
+    return 0
+
+
+def architectures(args: argparse.Namespace) -> int:
+    from emergent_pos.model.arch import supported_architectures, transformer_lens_version
+
+    names = supported_architectures()
+    version = transformer_lens_version()
+    print(f"TransformerLens {version} runs {len(names)} architectures (config.json 'architectures'):")
+    print("\n".join(names))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emergent-pos", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--root", default=".", help="the pipeline directory (default: here)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     t.set_defaults(func=tokens)
+    c = sub.add_parser("compare", help="plot metrics against a param across DVC experiments (PNG and JSON)")
+    c.add_argument("param", help="a params.yaml key, e.g. model.revision, toy.steps, probe.C")
+    c.add_argument(
+        "--metric", action="append", help="a metric key (repeatable; default accuracy, balanced, position_only)"
+    )
+    c.add_argument(
+        "--layers",
+        nargs="?",
+        const="accuracy",
+        help="also one line per layer of this per-layer field of metrics/probes.json (default accuracy)",
+    )
+    c.add_argument("--out", help="output path without suffix (default plots/compare/PARAM)")
+    c.add_argument("--title", help="figure title")
+    c.add_argument("--all-commits", action="store_true", help="experiments of every commit (dvc exp show -A)")
+    c.add_argument("--root", default=".", help="the pipeline directory (default: here)")
+    c.set_defaults(func=compare)
+    a = sub.add_parser("architectures", help="list the architectures TransformerLens can run")
+    a.set_defaults(func=architectures)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

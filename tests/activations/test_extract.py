@@ -17,9 +17,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from emergent_pos.activations.extract import DiskFull, check_disk, hook_shapes, plan_batches, write_activations
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks
 from emergent_pos.errors import UserError
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import load_bridge
 from helpers import ENV, REPO, one_line_error
 
@@ -128,7 +128,7 @@ import signal, sys, numpy as np
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from emergent_pos.activations.extract import write_activations
-from emergent_pos.activations.hooks import residual_hooks
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import load_bridge
 rng = np.random.default_rng(0)
 seqs = [rng.integers(1, 390, size=30) for _ in range(10000)]
@@ -218,7 +218,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from emergent_pos.activations.extract import write_activations
-from emergent_pos.activations.hooks import residual_hooks
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.io.cli import run
 from emergent_pos.model.load import load_bridge
 

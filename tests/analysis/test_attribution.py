@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import hook_path, read_rows
 from emergent_pos.analysis.attribution import attribute, head_counting, logit_parts, margin
 from emergent_pos.analysis.forward import PromptSet, model_components
 from emergent_pos.analysis.tokens import load_probes
 from emergent_pos.dataset.prompts import prompts_path
 from emergent_pos.io.files import file_sha256, read_parquet
+from emergent_pos.model.hooks import residual_hooks
 
 
 def test_parts_plus_constant_equal_the_probe_logits_of_the_stored_stream(tiny_project: Path, tiny_bridge) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.analysis.forward import PromptSet, ablatable, donors, model_components, pad
 from emergent_pos.analysis.interventions import (
     Pairs,
@@ -28,6 +27,7 @@ from emergent_pos.analysis.interventions import (
 from emergent_pos.analysis.tokens import load_probes
 from emergent_pos.dataset.prompts import prompts_path
 from emergent_pos.io.files import read_parquet
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import load_bridge
 from helpers import one_line_error, run_stage, write_params
 

@@ -7,30 +7,38 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 from transformers import AutoTokenizer
 
 from helpers import one_line_error, run_stage, write_params
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+OTHER = "89abcdef0123456789abcdef0123456789abcdef"
 
 
-def _fake_hub_cache(model_dir: Path, hf_home: Path, repo_id: str) -> None:
-    """Lay a saved model out as the Hugging Face hub cache does, as if downloaded."""
+def _fake_hub_cache(model_dir: Path, hf_home: Path, repo_id: str, ref: str = "main", commit: str = COMMIT) -> None:
+    """Lay a saved model out as the Hugging Face hub cache does, as if downloaded (at ``ref``)."""
     repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
+    snapshot = repo / "snapshots" / commit
     shutil.copytree(model_dir, snapshot, ignore=shutil.ignore_patterns("model_card.json"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
 
 
-def test_hub_name_loads_offline_from_cache(tiny_model_dir: Path, workdir: Path, tmp_path: Path) -> None:
+def test_hub_revision_loads_offline_from_cache(tiny_model_dir: Path, workdir: Path, tmp_path: Path) -> None:
+    """``model.revision`` picks that snapshot (main holds other weights) and goes on the card."""
     hf_home = tmp_path / "hf"
-    _fake_hub_cache(tiny_model_dir, hf_home, "tiny-org/tiny-gpt2")
-    write_params(workdir / "params.yaml", model={"name": "tiny-org/tiny-gpt2"})
+    _fake_hub_cache(tiny_model_dir, hf_home, "tiny-org/tiny-gpt2", "step1000", COMMIT)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    weights = load_file(other / "model.safetensors")
+    save_file({k: v + 1 for k, v in weights.items()}, other / "model.safetensors", metadata={"format": "pt"})
+    _fake_hub_cache(other, hf_home, "tiny-org/tiny-gpt2", "main", OTHER)
+    write_params(workdir / "params.yaml", model={"name": "tiny-org/tiny-gpt2", "revision": "step1000"})
     run_stage(workdir, "model", env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"})
     card = json.loads((workdir / "data/model/model_card.json").read_text())
     assert card["name"] == "tiny-org/tiny-gpt2" and card["init"] == "pretrained" and card["n_layers"] == 2
+    assert card["revision"] == "step1000" and card["commit"] == COMMIT
     got = load_file(workdir / "data/model/model.safetensors")
     want = load_file(tiny_model_dir / "model.safetensors")
     for key in want:

@@ -29,3 +29,32 @@ def test_sequences_hold_headed_sentences_of_the_announced_length(tiny_model_dir:
     assert complete
     for k, sentence in complete:  # each header announces the length of the sentence after it
         assert sentence.startswith("When ") and len(sentence.removesuffix(".").split()) - 1 == k
+
+
+def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:
+    """``model.revision: stepN`` stops the same run after N steps: the model it returns
+    scores the full run's batch N with exactly the loss the full run logged at step N."""
+    import pytest
+    import torch
+
+    from emergent_pos.config import ParamError
+    from emergent_pos.model.config import ModelConfig
+    from emergent_pos.model.organism import tokenizer_texts, train_organism, train_tokenizer
+
+    cfg = ToyConfig(**{**TINY_TOY, "steps": 6, "batch_size": 4, "seq_len": 32})
+    words, freqs = source_words("wordfreq", cfg.n_source_words)
+    _, _, full = train_organism(words, freqs, SEED_PREFIX, cfg, seed=0)
+    assert [row["step"] for row in full] == list(range(6))
+    model, _, prefix = train_organism(words, freqs, SEED_PREFIX, cfg, seed=0, stop_after=3)
+    assert prefix == full[:3]
+    tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), cfg.vocab_size)
+    corpus = Corpus.build(tok, words, SEED_PREFIX, cfg)
+    rng = np.random.default_rng(0)
+    batch = [corpus.batch(rng, cfg) for _ in range(4)][-1]
+    with torch.no_grad():
+        loss = model.train()(batch, labels=batch).loss.item()
+    assert loss == pytest.approx(full[3]["loss"], rel=1e-6)
+    assert ModelConfig(revision="step3").toy_steps(cfg) == 3 and ModelConfig().toy_steps(cfg) == 6
+    for bad in ("step7", "v1", "step-1"):
+        with pytest.raises(ParamError, match="model.revision"):
+            ModelConfig(revision=bad).toy_steps(cfg)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import hook_path, read_meta
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import at_layer
 from emergent_pos.report.metrics import main_set

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.activations.store import HookMeta, HookWriter, hook_path
 from emergent_pos.dataset.labels import Points
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import at_layer, probe_path

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.analysis.forward import Component, PromptSet, capture, output_weights
 from emergent_pos.errors import UserError
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 
 IDENTITY_RTOL = 1e-3

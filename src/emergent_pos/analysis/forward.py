@@ -170,8 +170,8 @@ def require_hooks(bridge: Any, names: list[str], stage: str) -> None:
     missing = [n for n in names if n not in bridge.hook_dict]
     if missing:
         raise UserError(
-            f"stage {stage}: this model has no TransformerLens hook {missing[0]!r}; "
-            "its architecture is not supported by this stage"
+            f"stage {stage}: this model has no TransformerLens hook {missing[0]!r} (no attention heads, "
+            "e.g. a state-space model), so this stage does not apply: `dvc repro report tokens` runs the rest"
         )
 
 

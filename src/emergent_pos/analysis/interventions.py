@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.analysis.forward import Component, PromptSet, pad, pattern_hook, run
 from emergent_pos.analysis.heads import SCORES, score_patterns, target_masks
 from emergent_pos.analysis.intervals import prompt_bootstrap
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 
 Hooks = list[tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]]]

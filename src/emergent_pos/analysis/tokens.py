@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emergent_pos.activations.hooks import residual_hooks
 from emergent_pos.analysis.forward import capture
+from emergent_pos.dataset.prompts import token_strings
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import PROBES_DIR, probe_path
 
@@ -49,7 +50,8 @@ def predict_tokens(bridge: Any, probes: dict[int, LinearProbe], ids: list[int]) 
     hooks = residual_hooks(bridge.cfg.n_layers)
     names = [hooks[layer] for layer in sorted(probes)]
     got = capture(bridge, torch.tensor([ids]), names)
-    labels = [bridge.tokenizer.decode([i]) for i in ids]
+    strings = token_strings(bridge.tokenizer, set(ids))
+    labels = [strings[i] for i in ids]
     parts = []
     for layer in sorted(probes):
         x = got[hooks[layer]][0].float().cpu().numpy()

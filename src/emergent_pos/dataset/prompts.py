@@ -56,15 +56,18 @@ class PrefixIds:
         return cls(ids)
 
 
-def check_fits(prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: int, key: str = "prompts.prefix") -> None:
+def check_fits(
+    prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: int | None, key: str = "prompts.prefix"
+) -> None:
     """Fail before sampling if the longest possible prompt exceeds the model's context.
 
     The prefix (``key`` names it) is blamed when it leaves no room for ``n_words``
-    one-token words; otherwise the word count that makes prompts longest is.
+    one-token words; otherwise the word count that makes prompts longest is. A model
+    without a positional limit (``n_ctx`` None: state-space, ALiBi) takes any length.
     """
     n_words = max([cfg.n_words, *cfg.eval_n_words])
     longest = len(prefix.ids) + n_words * max_tokens
-    if longest <= n_ctx:
+    if n_ctx is None or longest <= n_ctx:
         return
     if len(prefix.ids) + cfg.n_words > n_ctx:
         value = cfg.prefix if key == "prompts.prefix" else "<the evaluation prefix>"
@@ -143,8 +146,21 @@ def sample_prompts(
 
 
 def token_strings(tokenizer: PreTrainedTokenizerBase, ids: set[int]) -> dict[int, str]:
-    """Readable text of each token (``" word"``, not ``"Ġword"``)."""
-    return {i: tokenizer.decode([i]) for i in sorted(ids)}
+    """Readable text of each token as it reads inside a prompt (``" word"``, not ``"Ġword"``).
+
+    Each token is decoded after a fixed lead token and the lead's text is cut off:
+    SentencePiece decoders (Llama, Gemma) drop the space of a sequence's first
+    ``"▁word"``, which ``decode([id])`` alone would lose. Special tokens, and tokens
+    whose text does not follow the lead's, are decoded alone.
+    """
+    lead = tokenizer("a", add_special_tokens=False)["input_ids"][-1:]
+    head = tokenizer.decode(lead) if lead else ""
+    special = set(tokenizer.all_special_ids)
+    out = {}
+    for i in sorted(ids):
+        text = tokenizer.decode([*lead, i]) if lead and i not in special else ""
+        out[i] = text[len(head) :] if head and text.startswith(head) else tokenizer.decode([i])
+    return out
 
 
 def random_token_words(

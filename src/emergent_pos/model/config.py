@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,10 +17,32 @@ class ModelConfig:
     """``random`` keeps architecture and tokenizer and re-initialises the weights (control)."""
     trust_remote_code: bool = False
     """Hub models with custom code run it only when this is on."""
+    revision: str = "main"
+    """Which version: a hub branch, tag or commit (Pythia's ``step1000``); for the toy
+    organism ``stepN``, its weights after N of its ``toy.steps`` training steps (``main``:
+    all of them). Shorter runs are exact prefixes of the full one."""
 
     def validate(self, section: str) -> None:
         if not self.name.strip():
             raise ParamError(f"{section}.name", self.name, "give 'toy', a Hugging Face name or a directory")
+        if not self.revision.strip():
+            raise ParamError(f"{section}.revision", self.revision, "give main, a branch, tag or commit, or stepN")
+
+    def toy_steps(self, toy: ToyConfig) -> int:
+        """Training steps of the toy organism this revision asks for (``main``: ``toy.steps``)."""
+        if self.revision == "main":
+            return toy.steps
+        match = TOY_REVISION.fullmatch(self.revision)
+        if not match or int(match.group(1)) > toy.steps:
+            raise ParamError(
+                "model.revision",
+                self.revision,
+                f"the toy organism's revisions are main and step0..step{toy.steps} (toy.steps={toy.steps})",
+            )
+        return int(match.group(1))
+
+
+TOY_REVISION = re.compile(r"step(\d+)")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
+from emergent_pos.config import ParamError
 from emergent_pos.errors import UserError
+from emergent_pos.model.arch import architecture_of
 from emergent_pos.model.config import ModelConfig
 
 
@@ -50,12 +53,39 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
 
 
+def cached_commit(cfg: ModelConfig) -> str | None:
+    """The commit the hub cache holds for ``model.name`` at ``model.revision`` (None: not a hub name)."""
+    if cfg.name == "toy" or Path(cfg.name).is_dir():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        path = try_to_load_from_cache(cfg.name, "config.json", revision=cfg.revision)
+    except ValueError:
+        return None
+    return Path(path).parent.name if isinstance(path, str) else None
+
+
+def read_config(cfg: ModelConfig, where: str | Path, **kwargs: Any) -> Any:
+    """The model's Hugging Face config, or a one-line error saying why it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(where), **{"trust_remote_code": cfg.trust_remote_code, **kwargs})
+    except (OSError, ValueError, KeyError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise ModelUnavailable(
+            f"model.name={cfg.name!r}: cannot read its config.json ({type(err).__name__}: {reason})"
+        ) from err
+
+
 def check_available(cfg: ModelConfig) -> None:
-    """Fail in one line, in seconds, when ``model.name`` cannot be loaded here.
+    """Fail in one line, in seconds, when ``model.name`` cannot be loaded or run here.
 
     The ``check`` stage calls this before DVC removes ``data/model``: a hub name must be
-    in the local cache or the hub reachable; a directory must hold a model. ``toy`` is
-    always available (it is trained here).
+    in the local cache or the hub reachable; a directory must hold a model. Where the
+    config is at hand (a directory, the cache) its architecture must be one TransformerLens
+    runs. ``toy`` is always available (it is trained here).
     """
     if cfg.name == "toy":
         return
@@ -66,18 +96,26 @@ def check_available(cfg: ModelConfig) -> None:
                 f"model.name={cfg.name!r} is a directory but not a model directory (no config.json in it): "
                 "give 'toy', a Hugging Face name, or a directory written by save_pretrained"
             )
+        if cfg.revision != "main":
+            raise ParamError("model.revision", cfg.revision, "a local directory holds one version: use main")
+        architecture_of(read_config(cfg, local), cfg.name)
         return
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        cached = isinstance(try_to_load_from_cache(cfg.name, "config.json"), str)
+        cached = try_to_load_from_cache(cfg.name, "config.json", revision=cfg.revision)
     except ValueError:  # not a valid repo id
-        cached = False
-    if cached or (not hub_offline() and hub_reachable()):
+        cached = None
+    if isinstance(cached, str):
+        architecture_of(read_config(cfg, Path(cached).parent), cfg.name)
         return
+    if not hub_offline() and hub_reachable():
+        return
+    at = "" if cfg.revision == "main" else f" at revision {cfg.revision!r}"
     raise ModelUnavailable(
-        f"model.name={cfg.name!r} (Hugging Face name) is not in the local cache "
+        f"model.name={cfg.name!r} (Hugging Face name){at} is not in the local cache "
         f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the hub is "
         f"{'off (HF_HUB_OFFLINE)' if hub_offline() else 'unreachable'} -- on a connected machine run "
-        f"`hf download {cfg.name}` and copy the cache here, or `dvc pull data/model` from a remote"
+        f"`hf download {cfg.name}{'' if cfg.revision == 'main' else ' --revision ' + cfg.revision}` and copy the "
+        "cache here, or `dvc pull data/model` from a remote"
     )

@@ -23,12 +23,37 @@ MODEL_DIR = Path("data/model")
 CARD = "model_card.json"
 
 
-def context_length(config: Any) -> int:
-    for field in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
-        value = getattr(config, field, None)
-        if isinstance(value, int) and value > 0:
+# Where Hugging Face configs keep the trained context length, in TransformerLens's order
+# (MPT says max_seq_len); not ``max_length``, which older configs use for generation.
+CONTEXT_FIELDS = (
+    "n_positions",
+    "max_position_embeddings",
+    "max_context_length",
+    "seq_length",
+    "max_sequence_length",
+    "max_seq_len",
+    "n_ctx",
+)
+
+
+def text_config(config: Any) -> Any:
+    """The language model's own config: multimodal configs nest it (``text_config``)."""
+    getter = getattr(config, "get_text_config", None)
+    return getter() if callable(getter) else config
+
+
+def context_length(config: Any) -> int | None:
+    """The longest input the model was trained on; None when it has no positional limit.
+
+    State-space models (Mamba) and ALiBi models (Bloom) have no position table, so their
+    configs name no context length: prompts of any length are then accepted.
+    """
+    inner = text_config(config)
+    for field in CONTEXT_FIELDS:
+        value = getattr(inner, field, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-    raise ValueError(f"cannot tell the context length of {type(config).__name__}")
+    return None
 
 
 def read_card(model_dir: str | Path = MODEL_DIR) -> dict:
@@ -58,14 +83,14 @@ def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> 
         bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
     logger.info(
-        "loaded %s (%s, init=%s) from %s: %d layers, d_model %d, context %d, device %s, processing %s",
+        "loaded %s (%s, init=%s) from %s: %d layers, d_model %d, context %s, device %s, processing %s",
         card["name"],
         card["architecture"],
         card["init"],
         model_dir,
         card["n_layers"],
         card["d_model"],
-        context_length(config),
+        context_length(config) or "unlimited",
         device,
         processing,
     )

@@ -161,9 +161,15 @@ def training_budget(cfg: ToyConfig, vocab_size: int) -> tuple[int, int, float]:
 
 
 def train_organism(
-    words: list[str], frequencies: list[float], prefix: str, cfg: ToyConfig, seed: int
+    words: list[str], frequencies: list[float], prefix: str, cfg: ToyConfig, seed: int, stop_after: int | None = None
 ) -> tuple[GPT2LMHeadModel, GPT2TokenizerFast, list[dict[str, float]]]:
-    """Train tokenizer and model; returns them with the loss curve (one row per logged step)."""
+    """Train tokenizer and model; returns them with the loss curve (one row per logged step).
+
+    ``stop_after`` ends training after that many of the ``cfg.steps`` steps: the learning
+    rate schedule, the batches and the seeds are those of the full run, so the weights are
+    exactly the full run's checkpoint at that step (``model.revision: stepN``).
+    """
+    stop_after = cfg.steps if stop_after is None else stop_after
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -190,7 +196,7 @@ def train_organism(
 
     curve: list[dict[str, float]] = []
     model.train()
-    for step in tqdm(range(cfg.steps), desc="train toy organism", mininterval=2):
+    for step in tqdm(range(stop_after), desc=f"train toy organism ({stop_after} of {cfg.steps} steps)", mininterval=2):
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         batch = corpus.batch(rng, cfg)
@@ -202,5 +208,6 @@ def train_organism(
         if step % max(1, cfg.steps // 100) == 0 or step == cfg.steps - 1:
             curve.append({"step": step, "loss": float(loss.item())})
     model.eval()
-    logger.info("toy organism trained: final loss %.3f in %.0fs", curve[-1]["loss"], time.perf_counter() - t0)
+    if curve:
+        logger.info("toy organism trained: final loss %.3f in %.0fs", curve[-1]["loss"], time.perf_counter() - t0)
     return model, tok, curve

@@ -23,10 +23,10 @@ import torch
 from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
-from emergent_pos.activations.hooks import layer_of
 from emergent_pos.activations.store import hook_path, read_meta, read_rows
 from emergent_pos.dataset.labels import Points, TokenChoice, position_balanced
 from emergent_pos.io.files import file_sha256, read_parquet
+from emergent_pos.model.hooks import layer_of
 from emergent_pos.probes.baselines import baseline_predictions, shuffle_within, word_type_labels
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.probes.linear import LinearProbe, feature_scaler, fit_probe

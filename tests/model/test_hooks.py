@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emergent_pos.activations.hooks import layer_of, residual_hooks
+from emergent_pos.model.hooks import layer_of, residual_hooks
 
 
 def test_layer_numbers_round_trip() -> None:

@@ -1,0 +1,227 @@
+"""One metric against one param across DVC experiments: ``emergent-pos compare``.
+
+    emergent-pos compare model.revision --layers          # when does the count emerge?
+    emergent-pos compare probe.C --metric accuracy --metric selectivity
+
+The experiments (and the commits they branch from) are the ones ``dvc exp show --json``
+lists. That listing leaves out lists, so each point's metrics files are read whole from
+its git commit (experiments are commits under ``refs/exps``): the per-layer values and the
+intervals come from there. A ``stepN`` value (Pythia's and the organism's checkpoints)
+is read as the number N. Writes a PNG and the plotted data as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from emergent_pos.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+METRICS_DIR = "metrics"
+BASELINES = {"position_only", "loss_up_random"}
+"""Metrics drawn dashed: the controls the other lines are read against."""
+STEP = re.compile(r"(?:step|checkpoint-)(\d+)")
+
+
+@dataclass
+class Point:
+    """One experiment (or commit): its param value and the metrics read at its commit."""
+
+    experiment: str
+    rev: str
+    timestamp: str
+    value: Any
+    x: float | str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    layers: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def exp_show(root: Path, all_commits: bool = False) -> list[dict]:
+    """``dvc exp show --json`` of the project at ``root``."""
+    cmd = ["dvc", "exp", "show", "--json", *(["-A"] if all_commits else [])]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"`{' '.join(cmd)}` failed in {root}: {last}")
+    return json.loads(proc.stdout)
+
+
+def _param(params: dict, name: str) -> Any:
+    value: Any = params
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def entries(listing: list[dict], param: str) -> list[Point]:
+    """Every committed entry (baseline commits and their experiments) holding ``param``.
+
+    The workspace is left out: it is not a commit, and it repeats a commit or the last run.
+    """
+    points = []
+
+    def add(entry: dict, name: str) -> None:
+        data = entry.get("data") or {}
+        params = (((data.get("params") or {}).get("params.yaml")) or {}).get("data") or {}
+        value = _param(params, param)
+        if entry.get("error") or value is None:
+            return
+        points.append(Point(name, data.get("rev") or entry["rev"], data.get("timestamp") or "", value))
+
+    for commit in listing:
+        if commit.get("rev") == "workspace":
+            continue
+        add(commit, commit.get("name") or commit["rev"][:7])
+        for group in commit.get("experiments") or []:
+            for exp in group.get("revs") or []:
+                add(exp, exp.get("name") or exp["rev"][:7])
+    return points
+
+
+def as_number(value: Any) -> float | None:
+    """A param value as a number: numbers as they are, ``stepN``/``checkpoint-N`` as N."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    match = STEP.fullmatch(str(value))
+    return float(match.group(1)) if match else None
+
+
+def place(points: list[Point]) -> tuple[list[Point], list[str]]:
+    """Give each point its x; keep the newest point of each x. Returns the points and notes."""
+    numbers = [as_number(p.value) for p in points]
+    numeric = any(n is not None for n in numbers)
+    notes, kept = [], {}
+    for p, n in zip(points, numbers, strict=True):
+        if numeric and n is None:
+            notes.append(f"{p.experiment}: {p.value!r} is not a number (left out)")
+            continue
+        p.x = n if numeric else str(p.value)
+        if p.x in kept:
+            older, newer = sorted([kept[p.x], p], key=lambda q: q.timestamp)
+            notes.append(f"{older.experiment} and {newer.experiment} share {p.value!r}: {newer.experiment} shown")
+            p = newer
+        kept[p.x] = p
+    return sorted(kept.values(), key=lambda q: q.x), notes
+
+
+def read_point(point: Point, files: dict[str, dict], metrics: list[str], layer_field: str | None) -> None:
+    """Fill ``point`` from its metrics files (name -> parsed JSON)."""
+    for name in metrics:
+        for data in files.values():
+            if isinstance(data.get(name), int | float):
+                point.metrics[name] = float(data[name])
+                ci = data.get(f"{name}_ci")
+                if isinstance(ci, list) and len(ci) == 2:
+                    point.intervals[name] = [float(v) for v in ci]
+                break
+    if layer_field:
+        for row in (files.get("probes") or {}).get("layers") or []:
+            if layer_field in row:
+                ci = {k: float(row[f"{layer_field}_{k}"]) for k in ("ci_low", "ci_high") if f"{layer_field}_{k}" in row}
+                point.layers[int(row["layer"])] = {"value": float(row[layer_field]), **ci}
+
+
+def git_metrics(root: Path, rev: str) -> dict[str, dict]:
+    """Every ``metrics/*.json`` file as committed at ``rev``."""
+    listing = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{rev}:{METRICS_DIR}"], cwd=root, capture_output=True, text=True
+    )
+    files = {}
+    for name in listing.stdout.split():
+        if name.endswith(".json"):
+            path = f"{rev}:{METRICS_DIR}/{name}"
+            shown = subprocess.run(["git", "show", path], cwd=root, capture_output=True, text=True)
+            if shown.returncode == 0:
+                files[name.removesuffix(".json")] = json.loads(shown.stdout)
+    return files
+
+
+def collect(
+    listing: list[dict],
+    param: str,
+    metrics: list[str],
+    layer_field: str | None,
+    read: Callable[[str], dict[str, dict]],
+) -> tuple[list[Point], list[str]]:
+    """The plotted points (sorted by x) and notes on what was left out."""
+    points, notes = place(entries(listing, param))
+    if not points:
+        raise UserError(f"no committed experiment has the param {param!r} (see `dvc exp show`)")
+    for p in points:
+        read_point(p, read(p.rev), metrics, layer_field)
+    missing = [m for m in metrics if not any(m in p.metrics for p in points)]
+    if missing:
+        raise UserError(f"no experiment has the metric {missing[0]!r} (see `dvc metrics show`)")
+    if layer_field and not any(p.layers for p in points):
+        raise UserError(f"no experiment has the per-layer field {layer_field!r} in {METRICS_DIR}/probes.json")
+    return points, notes
+
+
+def figure(points: list[Point], param: str, metrics: list[str], layer_field: str | None, title: str) -> Figure:
+    """Lines against the param; 95% intervals as bands; baselines dashed."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    numeric = all(isinstance(p.x, float) for p in points)
+    xs = np.array([p.x for p in points], dtype=float) if numeric else np.arange(len(points), dtype=float)
+    layers = sorted({k for p in points for k in p.layers})
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(layers)))
+    for color, layer in zip(colors, layers, strict=True):
+        have = [i for i, p in enumerate(points) if layer in p.layers]
+        rows = [points[i].layers[layer] for i in have]
+        ax.plot(xs[have], [r["value"] for r in rows], "o-", color=color, ms=3, lw=1.2, label=f"layer {layer}")
+        if all("ci_low" in r for r in rows):
+            ax.fill_between(xs[have], [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], color=color, alpha=0.2)
+    styles = iter(["s-", "^-", "d-", "v-"])
+    for name in metrics:
+        have = [i for i, p in enumerate(points) if name in p.metrics]
+        ys = [points[i].metrics[name] for i in have]
+        style = "k--" if name in BASELINES else next(styles, "o-")
+        label = f"{name} (control)" if name in BASELINES else f"{name} (best layer)" if layer_field else name
+        ax.plot(xs[have], ys, style, ms=4, lw=1.5 if name in BASELINES else 1.2, label=label)
+        if all(name in points[i].intervals for i in have):
+            lo, hi = zip(*(points[i].intervals[name] for i in have), strict=True)
+            ax.fill_between(xs[have], lo, hi, color="grey", alpha=0.15)
+    if not numeric:
+        ax.set_xticks(xs, [str(p.x) for p in points], rotation=30, ha="right")
+    ax.set_xlabel(param + (" (training step)" if numeric and any(STEP.fullmatch(str(p.value)) for p in points) else ""))
+    ax.set_ylabel(layer_field or "metric")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def as_json(points: list[Point], param: str, notes: list[str]) -> dict:
+    return {
+        "param": param,
+        "points": [
+            {
+                "experiment": p.experiment,
+                "rev": p.rev,
+                "param_value": p.value,
+                "x": p.x,
+                "metrics": p.metrics,
+                "intervals": p.intervals,
+                "layers": {str(k): v for k, v in p.layers.items()},
+            }
+            for p in points
+        ],
+        "left_out": notes,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -43,28 +42,6 @@ def test_terminal_tables_fit_in_160_columns(tiny_project: Path) -> None:
         assert max(widths) <= 160, out
     for column in ("accuracy", "loss_up_probe", "probe.C", "model.name"):
         assert column in shown, shown
-
-
-def test_compare_plots_a_metric_against_a_param_across_experiments(project_copy: Path) -> None:
-    """A real experiment beside its baseline commit: the per-layer values and intervals come
-    from each commit's metrics file (``dvc exp show --json`` leaves lists out)."""
-    root = project_copy
-    dvc(root, "exp", "run", "report", "-S", "probe.C=0.01", "-n", "small-c")
-    proc = emergent_pos("compare", "probe.C", "--layers", "--out", "plots/compare/c", cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads((root / "plots/compare/c.json").read_text())
-    assert [p["x"] for p in data["points"]] == [0.01, 1.0] and data["points"][0]["experiment"] == "small-c"
-    small, base = data["points"]
-    want = json.loads(subprocess.run(["git", "show", "HEAD:metrics/probes.json"], cwd=root, capture_output=True).stdout)
-    assert base["metrics"]["accuracy"] == want["accuracy"] and base["intervals"]["accuracy"] == want["accuracy_ci"]
-    assert base["layers"]["1"]["value"] == want["layers"][1]["accuracy"]
-    assert base["layers"]["1"]["ci_low"] == want["layers"][1]["accuracy_ci_low"]
-    assert small["metrics"] != base["metrics"] and set(small["layers"]) == set(base["layers"])
-    assert (root / "plots/compare/c.png").stat().st_size > 10_000
-    bad = emergent_pos("compare", "probe.nothing", cwd=root)
-    assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: no committed experiment has the param 'probe.nothing' (see `dvc exp show`)"
-    )
 
 
 def test_compare_reads_step_revisions_as_numbers_and_keeps_the_newest_duplicate() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import at_layer
 from emergent_pos.report.metrics import main_set
-from helpers import copy_finished, dvc, ran, write_params
+from helpers import BIN, ENV, copy_finished, dvc, ran, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -121,11 +122,45 @@ def test_report_param_reruns_only_report(repo: Path) -> None:
 
 
 def test_probe_param_keeps_activations(repo: Path) -> None:
+    """Run as an experiment (the same stages as `dvc repro report`, committed under
+    refs/exps), which the next test compares with its baseline."""
     write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1})
-    assert ran(dvc(repo, "repro", "report")) == ["check", "probes", "report"]
+    assert ran(dvc(repo, "exp", "run", "report", "-n", "small-c")) == ["check", "probes", "report"]
     # the stages that read the probes are now stale; heads reads no probe and is not
     stale = [line[:-1] for line in dvc(repo, "status").splitlines() if line and not line[0].isspace()]
     assert sorted(stale) == ["attribution", "interventions", "tokens"]
+
+
+def _cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "emergent-pos"), *args], cwd=repo, env=ENV, capture_output=True, text=True)
+
+
+def _committed(repo: Path, ref: str, path: str) -> dict:
+    return json.loads(subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True).stdout)
+
+
+def test_compare_plots_the_experiment_beside_its_baseline(repo: Path) -> None:
+    """`emergent-pos compare`: per-layer values and intervals come from each commit's
+    metrics file (``dvc exp show --json`` leaves lists out)."""
+    proc = _cli(repo, "compare", "probe.C", "--layers", "--out", "plots/compare/c")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((repo / "plots/compare/c.json").read_text())
+    assert [p["x"] for p in data["points"]] == [0.1, 1.0] and data["points"][0]["experiment"] == "small-c"
+    for point in data["points"]:
+        want = _committed(repo, point["rev"], "metrics/probes.json")
+        assert point["metrics"]["accuracy"] == want["accuracy"]
+        assert point["intervals"]["accuracy"] == want["accuracy_ci"]
+        assert point["layers"]["1"]["value"] == want["layers"][1]["accuracy"]
+        assert point["layers"]["1"]["ci_low"] == want["layers"][1]["accuracy_ci_low"]
+    assert data["points"][0]["metrics"] != data["points"][1]["metrics"]
+    assert (
+        data["points"][1]["rev"] == subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=repo, text=True).strip()
+    )
+    assert (repo / "plots/compare/c.png").stat().st_size > 10_000
+    bad = _cli(repo, "compare", "probe.nothing")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: no committed experiment has the param 'probe.nothing' (see `dvc exp show`)"
+    )
 
 
 def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from emergent_pos.commands import main
 from helpers import BIN, ENV, REPO, dvc
 
 
@@ -22,13 +25,15 @@ def test_summary_prints_readme_headline_table() -> None:
     assert table in (REPO / "README.md").read_text()  # README's table is this output, verbatim
 
 
-def test_summary_of_a_revision_and_bad_revision(tiny_project: Path) -> None:
-    assert (
-        emergent_pos("summary", "--rev", "HEAD", cwd=tiny_project).stdout
-        == emergent_pos("summary", cwd=tiny_project).stdout
-    )
-    proc = emergent_pos("summary", "--rev", "no-such-rev", cwd=tiny_project)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: 'no-such-rev' is neither a git revision")
+def test_summary_of_a_revision_and_bad_revision(tiny_project: Path, capsys: pytest.CaptureFixture) -> None:
+    """In this process (the console script itself is run above): the same ``main``."""
+    root = ["--root", str(tiny_project)]
+    assert main(["summary", "--rev", "HEAD", *root]) == 0
+    at_head = capsys.readouterr().out
+    assert main(["summary", *root]) == 0
+    assert capsys.readouterr().out == at_head
+    assert main(["summary", "--rev", "no-such-rev", *root]) == 2
+    assert capsys.readouterr().err.startswith("error: 'no-such-rev' is neither a git revision")
 
 
 def test_terminal_tables_fit_in_160_columns(tiny_project: Path) -> None:

@@ -91,7 +91,7 @@ class Pipeline:
 
     @property
     def card(self) -> dict:
-        """The model card: name, architecture, n_layers, d_model, n_ctx, init, seed."""
+        """The model card: name, revision, architecture, n_layers, d_model, n_ctx (None: no limit), init, seed."""
         return read_card(self.root / "data/model")
 
     @property

@@ -21,13 +21,14 @@ from emergent_pos.api import Pipeline
 from emergent_pos.config import ParamError
 from emergent_pos.dataset.words import SEED_PREFIX
 from emergent_pos.errors import UserError
+from emergent_pos.io.cli import user_message
 from emergent_pos.model.arch import UnsupportedModel
 from emergent_pos.model.config import ModelConfig
 from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.hub import ModelUnavailable, check_available
 from emergent_pos.model.load import context_length
 from families import FAMILIES, PREPEND_BOS, build_family
-from helpers import REPO, one_line_error, run_stage, run_stage_in_process, write_params
+from helpers import REPO, run_stage_in_process, write_params
 
 STAGES = ("check", "model", "dictionary", "prompts", "activations", "probes")
 N_COMPARED = 4  # prompts run through Hugging Face per family
@@ -145,17 +146,19 @@ def _persimmon(out: Path) -> Path:
 def test_unsupported_architecture_fails_in_check_and_model_stage_in_one_line(
     tiny_model_dir: Path, workdir: Path, tmp_path: Path
 ) -> None:
+    """Both stages refuse from the config, before weights load (a ``UserError``: the stage
+    prints it as one ``error:`` line, tests/io/test_cli.py); nothing is saved."""
     model_dir = _persimmon(tmp_path / "persimmon")
     for path in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy2(tiny_model_dir / path, model_dir / path)
-    with pytest.raises(UnsupportedModel) as err:
-        check_available(ModelConfig(name=str(model_dir)))
-    message = str(err.value)
-    assert "PersimmonForCausalLM" in message and "emergent-pos architectures" in message and "\n" not in message
     write_params(workdir / "params.yaml", model={"name": str(model_dir)})
-    proc = run_stage(workdir, "model", check=False)
-    one_line_error(proc, "PersimmonForCausalLM", "TransformerLens")
-    assert not (workdir / "data/model").exists()
+    for stage in ("check", "model"):
+        with pytest.raises(UnsupportedModel) as err:
+            run_stage_in_process(workdir, stage)
+        message = str(err.value)
+        assert "PersimmonForCausalLM" in message and "emergent-pos architectures" in message and "\n" not in message
+        assert user_message(err.value) == message
+    assert not (workdir / "data/model").exists() and not (workdir / "data/params.ok").exists()
 
 
 def test_unreadable_config_and_revision_of_a_directory_are_one_line_errors(tmp_path: Path) -> None:

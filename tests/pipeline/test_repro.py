@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from emergent_pos.activations.store import hook_path, read_meta
+from emergent_pos.commands import main
 from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.probes.predictions import at_layer
 from emergent_pos.report.metrics import main_set
-from helpers import BIN, ENV, copy_finished, dvc, ran, write_params
+from helpers import ENV, copy_finished, dvc, ran, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -131,20 +132,19 @@ def test_probe_param_keeps_activations(repo: Path) -> None:
     assert sorted(stale) == ["attribution", "interventions", "tokens"]
 
 
-def _cli(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "emergent-pos"), *args], cwd=repo, env=ENV, capture_output=True, text=True)
-
-
 def _committed(repo: Path, ref: str, path: str) -> dict:
     return json.loads(subprocess.run(["git", "show", f"{ref}:{path}"], cwd=repo, capture_output=True).stdout)
 
 
-def test_compare_plots_the_experiment_beside_its_baseline(repo: Path) -> None:
+def test_compare_plots_the_experiment_beside_its_baseline(
+    repo: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`emergent-pos compare`: per-layer values and intervals come from each commit's
     metrics file (``dvc exp show --json`` leaves lists out)."""
-    proc = _cli(repo, "compare", "probe.C", "--layers", "--out", "plots/compare/c")
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads((repo / "plots/compare/c.json").read_text())
+    monkeypatch.setenv("PATH", ENV["PATH"])  # the venv's dvc
+    out = repo / "plots/compare/c"
+    assert main(["compare", "probe.C", "--layers", "--out", str(out), "--root", str(repo)]) == 0, capsys.readouterr()
+    data = json.loads(out.with_suffix(".json").read_text())
     assert [p["x"] for p in data["points"]] == [0.1, 1.0] and data["points"][0]["experiment"] == "small-c"
     for point in data["points"]:
         want = _committed(repo, point["rev"], "metrics/probes.json")
@@ -157,8 +157,9 @@ def test_compare_plots_the_experiment_beside_its_baseline(repo: Path) -> None:
         data["points"][1]["rev"] == subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=repo, text=True).strip()
     )
     assert (repo / "plots/compare/c.png").stat().st_size > 10_000
-    bad = _cli(repo, "compare", "probe.nothing")
-    assert bad.returncode == 2 and bad.stderr.strip() == (
+    capsys.readouterr()
+    assert main(["compare", "probe.nothing", "--root", str(repo)]) == 2
+    assert capsys.readouterr().err.strip() == (
         "error: no committed experiment has the param 'probe.nothing' (see `dvc exp show`)"
     )
 

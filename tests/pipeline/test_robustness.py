@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BIN, ENV, copy_finished, dvc, one_line_error, ran, run_stage, write_params
+from helpers import BIN, ENV, copy_finished, dvc, one_line_error, ran, run_stage, run_stage_in_process, write_params
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,9 @@ def test_mismatched_prompts_and_activations_are_refused(built: Path) -> None:
     write_params(built / "params.yaml")
 
 
-def test_same_params_give_identical_outputs(built: Path) -> None:
+def test_same_params_give_identical_outputs(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stages rerun here, in this process, write the bytes `dvc repro` wrote in its own."""
+    monkeypatch.setenv("EMERGENT_POS_DEVICE", "cpu")
     before = {
         p: (built / p).read_bytes()
         for p in [
@@ -68,7 +70,7 @@ def test_same_params_give_identical_outputs(built: Path) -> None:
         ]
     }
     for stage in ["dictionary", "prompts", "activations", "probes", "report"]:
-        run_stage(built, stage)
+        run_stage_in_process(built, stage)
     for path, content in before.items():
         assert (built / path).read_bytes() == content, path
 

@@ -128,6 +128,12 @@ def test_family_runs_and_matches_hugging_face(name: str, tmp_path: Path, monkeyp
     fits = json.loads((work / "data/probes/fits.json").read_text())
     assert [fit["hook"] for fit in fits["layers"].values()] == hooks
     assert pipe.probe(len(hooks) - 1).predict(stored[hooks[-1]]).shape == (len(table),)
+    if not card["attention"]:  # a state-space model: report and tokens run, the head stages refuse in one line
+        for stage in ("report", "tokens"):
+            run_stage_in_process(work, stage)
+        assert (work / "metrics/probes.json").exists() and (work / "data/tokens/tokens.parquet").exists()
+        with pytest.raises(UserError, match="no attention heads.*does not apply.*dvc repro report tokens"):
+            run_stage_in_process(work, "heads")
 
 
 def _persimmon(out: Path) -> Path:

@@ -49,22 +49,30 @@ def test_terminal_tables_fit_in_160_columns(tiny_project: Path) -> None:
         assert column in shown, shown
 
 
-def test_compare_reads_step_revisions_as_numbers_and_keeps_the_newest_duplicate() -> None:
-    from emergent_pos.compare import entries, place
+def test_compare_reads_steps_as_numbers_keeps_the_newest_and_skips_unfinished() -> None:
+    from emergent_pos.compare import collect, output_paths
 
     def entry(name: str, revision: str, time: str) -> dict:
         params = {"params.yaml": {"data": {"model": {"revision": revision}}}}
         return {"rev": name * 5, "name": name, "data": {"timestamp": time, "params": params}, "error": None}
 
-    exps = [
-        entry("b", "step100", "2026-01-02"),
-        entry("c", "step10", "2026-01-03"),
-        entry("d", "step100", "2026-01-04"),
-    ]
+    finished = [entry("b", "step100", "2026-01-02"), entry("c", "step10", "2026-01-03")]
+    finished += [entry("d", "step100", "2026-01-04"), entry("e", "step20", "2026-01-05")]
+    # a queued experiment is listed with the baseline's metrics under a newer commit: never plotted
+    queued = {"revs": [entry("q", "step100", "2026-01-09")], "executor": {"state": "queued"}}
     listing = [
         {"rev": "workspace", "data": {"params": {}}, "experiments": None},
-        {**entry("main", "main", "2026-01-01"), "experiments": [{"revs": [e]} for e in exps]},
+        {**entry("main", "main", "2026-01-01"), "experiments": [{"revs": [e]} for e in finished] + [queued]},
     ]
-    points, notes = place(entries(listing, "model.revision"))
+    metrics = {"probes": {"accuracy": 0.5, "accuracy_ci": [0.4, 0.6], "layers": [{"layer": 0, "accuracy": 0.3}]}}
+    points, notes = collect(
+        listing, "model.revision", ["accuracy"], "accuracy", lambda rev: {} if rev == "eeeee" else metrics
+    )
     assert [(p.experiment, p.x) for p in points] == [("c", 10.0), ("d", 100.0)]
+    assert points[0].intervals == {"accuracy": [0.4, 0.6]} and points[0].layers == {0: {"value": 0.3}}
     assert any("not a number" in n for n in notes) and any("d shown" in n for n in notes)
+    assert any(n.startswith("e: no metrics") for n in notes)
+    assert output_paths(None, "model.revision") == (
+        Path("plots/compare/model.revision.png"),
+        Path("plots/compare/model.revision.json"),
+    )

@@ -72,17 +72,18 @@ def compare(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     metrics = args.metric or ["accuracy", "balanced", "position_only"]
+    field = args.layer_field if args.layers else None
     points, notes = cmp.collect(
-        cmp.exp_show(root, args.all_commits), args.param, metrics, args.layers, lambda rev: cmp.git_metrics(root, rev)
+        cmp.exp_show(root, args.all_commits), args.param, metrics, field, lambda rev: cmp.git_metrics(root, rev)
     )
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    out = Path(args.out or f"plots/compare/{args.param}")
-    layers = f" and per-layer {args.layers}" if args.layers else ""
+    png, data = cmp.output_paths(args.out, args.param)
+    layers = f" and per-layer {field}" if field else ""
     title = args.title or f"{', '.join(metrics)}{layers} vs {args.param}"
-    write_json(out.with_suffix(".json"), cmp.as_json(points, args.param, notes))
-    save_figure(cmp.figure(points, args.param, metrics, args.layers, title), out.with_suffix(".png"))
-    print(f"{len(points)} experiments -> {out.with_suffix('.png')}, {out.with_suffix('.json')}")
+    write_json(data, cmp.as_json(points, args.param, notes))
+    save_figure(cmp.figure(points, args.param, metrics, field, title), png)
+    print(f"{len(points)} experiments -> {png}, {data}")
     return 0
 
 
@@ -114,13 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--metric", action="append", help="a metric key (repeatable; default accuracy, balanced, position_only)"
     )
-    c.add_argument(
-        "--layers",
-        nargs="?",
-        const="accuracy",
-        help="also one line per layer of this per-layer field of metrics/probes.json (default accuracy)",
-    )
-    c.add_argument("--out", help="output path without suffix (default plots/compare/PARAM)")
+    c.add_argument("--layers", action="store_true", help="also one line per layer (metrics/probes.json's table)")
+    c.add_argument("--layer-field", default="accuracy", help="per-layer column drawn by --layers (default accuracy)")
+    c.add_argument("--out", help="output path without suffix, relative to here (default plots/compare/PARAM)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--all-commits", action="store_true", help="experiments of every commit (dvc exp show -A)")
     c.add_argument("--root", default=".", help="the pipeline directory (default: here)")

@@ -13,7 +13,6 @@ is read as the number N. Writes a PNG and the plotted data as JSON.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import subprocess
 from collections.abc import Callable
@@ -26,8 +25,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from emergent_pos.errors import UserError
-
-logger = logging.getLogger(__name__)
 
 METRICS_DIR = "metrics"
 BASELINES = {"position_only", "loss_up_random"}
@@ -56,7 +53,14 @@ def exp_show(root: Path, all_commits: bool = False) -> list[dict]:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"`{' '.join(cmd)}` failed in {root}: {last}")
-    return json.loads(proc.stdout)
+    return _json(proc.stdout, " ".join(cmd))
+
+
+def _json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{source} is not valid JSON ({err})") from err
 
 
 def _param(params: dict, name: str) -> Any:
@@ -69,9 +73,11 @@ def _param(params: dict, name: str) -> Any:
 
 
 def entries(listing: list[dict], param: str) -> list[Point]:
-    """Every committed entry (baseline commits and their experiments) holding ``param``.
+    """Every committed entry (baseline commits and their finished experiments) holding ``param``.
 
     The workspace is left out: it is not a commit, and it repeats a commit or the last run.
+    Queued and running experiments are left out too: DVC lists them under a commit that
+    holds their params but the baseline's metrics.
     """
     points = []
 
@@ -88,6 +94,8 @@ def entries(listing: list[dict], param: str) -> list[Point]:
             continue
         add(commit, commit.get("name") or commit["rev"][:7])
         for group in commit.get("experiments") or []:
+            if (group.get("executor") or {}).get("state") not in (None, "success"):
+                continue
             for exp in group.get("revs") or []:
                 add(exp, exp.get("name") or exp["rev"][:7])
     return points
@@ -149,7 +157,7 @@ def git_metrics(root: Path, rev: str) -> dict[str, dict]:
             path = f"{rev}:{METRICS_DIR}/{name}"
             shown = subprocess.run(["git", "show", path], cwd=root, capture_output=True, text=True)
             if shown.returncode == 0:
-                files[name.removesuffix(".json")] = json.loads(shown.stdout)
+                files[name.removesuffix(".json")] = _json(shown.stdout, f"{rev[:7]}:{METRICS_DIR}/{name}")
     return files
 
 
@@ -161,11 +169,17 @@ def collect(
     read: Callable[[str], dict[str, dict]],
 ) -> tuple[list[Point], list[str]]:
     """The plotted points (sorted by x) and notes on what was left out."""
-    points, notes = place(entries(listing, param))
+    found, notes = place(entries(listing, param))
+    points = []
+    for p in found:
+        files = read(p.rev)
+        if not files:
+            notes.append(f"{p.experiment}: no {METRICS_DIR}/*.json in its commit (left out)")
+            continue
+        read_point(p, files, metrics, layer_field)
+        points.append(p)
     if not points:
-        raise UserError(f"no committed experiment has the param {param!r} (see `dvc exp show`)")
-    for p in points:
-        read_point(p, read(p.rev), metrics, layer_field)
+        raise UserError(f"no committed experiment has the param {param!r} and metrics (see `dvc exp show`)")
     missing = [m for m in metrics if not any(m in p.metrics for p in points)]
     if missing:
         raise UserError(f"no experiment has the metric {missing[0]!r} (see `dvc metrics show`)")
@@ -206,6 +220,13 @@ def figure(points: list[Point], param: str, metrics: list[str], layer_field: str
     ax.legend(fontsize=8, ncol=2, loc="best")
     fig.tight_layout()
     return fig
+
+
+def output_paths(out: str | Path | None, param: str) -> tuple[Path, Path]:
+    """PNG and JSON paths: ``out`` + suffix (default ``plots/compare/<param>``); the param's
+    dots stay in the name (``model.revision.png``), never read as a suffix."""
+    base = Path(out or f"plots/compare/{param}")
+    return base.with_name(base.name + ".png"), base.with_name(base.name + ".json")
 
 
 def as_json(points: list[Point], param: str, notes: list[str]) -> dict:

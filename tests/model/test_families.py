@@ -153,7 +153,7 @@ def test_unsupported_architecture_fails_in_check_and_model_stage_in_one_line(
     tiny_model_dir: Path, workdir: Path, tmp_path: Path
 ) -> None:
     """Both stages refuse from the config, before weights load (a ``UserError``: the stage
-    prints it as one ``error:`` line, tests/io/test_cli.py); nothing is saved."""
+    prints it as one ``error:`` line, tests/io/test_cli.py); `check` writes no marker."""
     model_dir = _persimmon(tmp_path / "persimmon")
     for path in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy2(tiny_model_dir / path, model_dir / path)
@@ -164,7 +164,7 @@ def test_unsupported_architecture_fails_in_check_and_model_stage_in_one_line(
         message = str(err.value)
         assert "PersimmonForCausalLM" in message and "emergent-pos architectures" in message and "\n" not in message
         assert user_message(err.value) == message
-    assert not (workdir / "data/model").exists() and not (workdir / "data/params.ok").exists()
+    assert not (workdir / "data/params.ok").exists()
 
 
 def test_unreadable_config_and_revision_of_a_directory_are_one_line_errors(tmp_path: Path) -> None:

@@ -58,3 +58,5 @@ def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:
     for bad in ("step7", "v1", "step-1"):
         with pytest.raises(ParamError, match="model.revision"):
             ModelConfig(revision=bad).toy_steps(cfg)
+    with pytest.raises(ParamError, match="random-init organism has no training steps"):
+        ModelConfig(init="random", revision="step3").toy_steps(cfg)

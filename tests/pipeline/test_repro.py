@@ -160,7 +160,7 @@ def test_compare_plots_the_experiment_beside_its_baseline(
     capsys.readouterr()
     assert main(["compare", "probe.nothing", "--root", str(repo)]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: no committed experiment has the param 'probe.nothing' (see `dvc exp show`)"
+        "error: no committed experiment has the param 'probe.nothing' and metrics (see `dvc exp show`)"
     )
 
 

@@ -168,11 +168,13 @@ def capture(
 def require_hooks(bridge: Any, names: list[str], stage: str) -> None:
     """Fail in one line when the model lacks a hook a stage needs (an unsupported family)."""
     missing = [n for n in names if n not in bridge.hook_dict]
-    if missing:
-        raise UserError(
-            f"stage {stage}: this model has no TransformerLens hook {missing[0]!r} (no attention heads, "
-            "e.g. a state-space model), so this stage does not apply: `dvc repro report tokens` runs the rest"
-        )
+    if not missing:
+        return
+    why = "no attention heads, e.g. a state-space model" if ".attn." in missing[0] else "another layout"
+    raise UserError(
+        f"stage {stage}: this model has no TransformerLens hook {missing[0]!r} ({why}), so this stage "
+        "does not apply: `dvc repro report tokens` runs the rest"
+    )
 
 
 def output_weights(bridge: Any) -> tuple[torch.Tensor, torch.Tensor]:

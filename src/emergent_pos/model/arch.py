@@ -77,8 +77,16 @@ def check_bridge(bridge: Any, n_layers: int, name: str) -> list[str]:
         return record
 
     tokens = torch.zeros((1, 3), dtype=torch.long, device=bridge.cfg.device)
-    with torch.inference_mode(), bridge.hooks(fwd_hooks=[(h, recorder(h)) for h in hooks]):
-        bridge(tokens, return_type=None)
+    try:
+        with torch.inference_mode(), bridge.hooks(fwd_hooks=[(h, recorder(h)) for h in hooks]):
+            bridge(tokens, return_type=None)
+    except (MemoryError, torch.OutOfMemoryError):
+        raise
+    except Exception as err:  # TransformerLens's own failure on this architecture, whatever its type
+        raise UnsupportedModel(
+            f"model.name={name!r}: a test forward pass through TransformerLens's bridge for "
+            f"{bridge.cfg.architecture} failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
+        ) from err
     silent = [h for h in hooks if len(shapes.get(h, ())) != 3 or shapes[h][:2] != (1, 3)]
     if silent:
         raise UnsupportedModel(

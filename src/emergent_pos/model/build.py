@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +21,14 @@ from emergent_pos.io.files import atomic_path
 from emergent_pos.io.resources import check_memory, matmul_rate
 from emergent_pos.model.arch import UnsupportedModel, architecture_of, check_bridge, transformer_lens_version
 from emergent_pos.model.config import ModelConfig, ToyConfig
-from emergent_pos.model.hub import ModelUnavailable, cached_commit, hub_offline, hub_reachable, read_config
+from emergent_pos.model.hub import (
+    ModelUnavailable,
+    cached_commit,
+    download_command,
+    hub_offline,
+    hub_reachable,
+    read_config,
+)
 from emergent_pos.model.load import CARD, context_length
 from emergent_pos.model.organism import (
     build_toy_model,
@@ -77,7 +85,7 @@ def load_hf(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]
             f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}"
             f"{', hub unreachable' if unreachable else ''}): {type(err).__name__}: "
             f"{reason} -- on a connected machine run "
-            f"`hf download {cfg.name}` and copy the cache here, or `dvc pull data/model` from a remote"
+            f"`{download_command(cfg)}` and copy the cache here, or `dvc pull data/model` from a remote"
         ) from err
     return model.eval(), tok
 
@@ -102,7 +110,7 @@ def build_model(
     curve: list[dict] = []
     if cfg.name == "toy":
         steps = cfg.toy_steps(toy)
-        check_toy_budget(toy, train=cfg.init == "pretrained")
+        check_toy_budget(dataclasses.replace(toy, steps=steps), train=cfg.init == "pretrained")
         words, freqs = source_words("wordfreq", toy.n_source_words)
         if cfg.init == "random":
             tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), toy.vocab_size)
@@ -142,6 +150,8 @@ def save_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: ModelC
             bridge = TransformerBridge.boot_transformers(
                 str(tmp), device=str(model.device), dtype=model.dtype, hf_model=model
             )
+        except (MemoryError, torch.OutOfMemoryError):
+            raise  # reported as memory, not as an unsupported architecture
         except Exception as err:  # TransformerLens's own failure, whatever its type: the model is the cause
             reason = " ".join(str(err).split())[:300]
             raise UnsupportedModel(

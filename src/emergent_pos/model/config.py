@@ -32,6 +32,8 @@ class ModelConfig:
         """Training steps of the toy organism this revision asks for (``main``: ``toy.steps``)."""
         if self.revision == "main":
             return toy.steps
+        if self.init == "random":
+            raise ParamError("model.revision", self.revision, "a random-init organism has no training steps: use main")
         match = TOY_REVISION.fullmatch(self.revision)
         if not match or int(match.group(1)) > toy.steps:
             raise ParamError(

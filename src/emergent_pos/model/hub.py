@@ -66,6 +66,21 @@ def cached_commit(cfg: ModelConfig) -> str | None:
     return Path(path).parent.name if isinstance(path, str) else None
 
 
+def fetch_config(cfg: ModelConfig) -> str:
+    """Download only ``config.json`` (kilobytes) of a hub model: its architecture is then
+    checked before DVC removes ``data/model``, and a wrong name or revision fails here."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(cfg.name, "config.json", revision=cfg.revision)
+    except Exception as err:  # the hub client's own errors (no such repo, revision, file; network)
+        reason = " ".join(str(err).split())[:300]
+        raise ModelUnavailable(
+            f"model.name={cfg.name!r} at revision {cfg.revision!r}: cannot fetch its config.json from the hub "
+            f"({type(err).__name__}: {reason})"
+        ) from err
+
+
 def read_config(cfg: ModelConfig, where: str | Path, **kwargs: Any) -> Any:
     """The model's Hugging Face config, or a one-line error saying why it cannot be read."""
     from transformers import AutoConfig
@@ -106,16 +121,20 @@ def check_available(cfg: ModelConfig) -> None:
         cached = try_to_load_from_cache(cfg.name, "config.json", revision=cfg.revision)
     except ValueError:  # not a valid repo id
         cached = None
+    if not isinstance(cached, str) and not hub_offline() and hub_reachable():
+        cached = fetch_config(cfg)
     if isinstance(cached, str):
         architecture_of(read_config(cfg, Path(cached).parent), cfg.name)
-        return
-    if not hub_offline() and hub_reachable():
         return
     at = "" if cfg.revision == "main" else f" at revision {cfg.revision!r}"
     raise ModelUnavailable(
         f"model.name={cfg.name!r} (Hugging Face name){at} is not in the local cache "
         f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the hub is "
         f"{'off (HF_HUB_OFFLINE)' if hub_offline() else 'unreachable'} -- on a connected machine run "
-        f"`hf download {cfg.name}{'' if cfg.revision == 'main' else ' --revision ' + cfg.revision}` and copy the "
-        "cache here, or `dvc pull data/model` from a remote"
+        f"`{download_command(cfg)}` and copy the cache here, or `dvc pull data/model` from a remote"
     )
+
+
+def download_command(cfg: ModelConfig) -> str:
+    """The command that puts ``model.name`` at ``model.revision`` into the Hugging Face cache."""
+    return f"hf download {cfg.name}" + ("" if cfg.revision == "main" else f" --revision {cfg.revision}")

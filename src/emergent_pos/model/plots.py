@@ -12,7 +12,8 @@ def training_curve(curve: list[dict], title: str) -> Any:
     if curve:
         ax.plot([r["step"] for r in curve], [r["loss"] for r in curve])
     else:
-        ax.text(0.5, 0.5, "pretrained model: no training here", ha="center", transform=ax.transAxes)
+        note = "no training here (a given model, or the organism at step0)"
+        ax.text(0.5, 0.5, note, ha="center", transform=ax.transAxes)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title(title)

@@ -41,6 +41,8 @@ case "${1:-}" in
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 ||
         echo "run.sh: could not install chromium; the offline-plots test will skip" >&2
     fi
-    python -m pytest "$@" ;;
+    # One worker per core (PYTEST_WORKERS); --dist loadfile keeps each file's tests on one
+    # worker, in order (the pipeline modules edit one shared project in turn).
+    python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@" ;;
   *) echo "usage: ./run.sh repro|test|setup [args]" >&2; exit 2 ;;
 esac

@@ -80,7 +80,8 @@ def make_model(root: Path, cfg: GPT2Config) -> Path:
     GPT2LMHeadModel(cfg).save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     card = {"name": "bench", "init": "random", "architecture": "GPT2LMHeadModel", "n_layers": cfg.n_layer}
-    (root / "model" / "model_card.json").write_text(json.dumps({**card, "d_model": cfg.n_embd}))
+    card |= {"d_model": cfg.n_embd, "n_ctx": cfg.n_positions}
+    (root / "model" / "model_card.json").write_text(json.dumps(card))
     return root / "model"
 
 

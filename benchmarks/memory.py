@@ -42,7 +42,8 @@ if kind == "activations":
         GPT2LMHeadModel(cfg).save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
         (model_dir / "model_card.json").write_text(json.dumps(
-            {"name": "bench", "init": "random", "architecture": "GPT2LMHeadModel", "n_layers": 4, "d_model": d_model}))
+            {"name": "bench", "init": "random", "architecture": "GPT2LMHeadModel", "n_layers": 4, "d_model": d_model,
+             "n_ctx": 64}))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     bridge = load_bridge(model_dir, "cpu")
     with tempfile.TemporaryDirectory(dir=workdir) as out:

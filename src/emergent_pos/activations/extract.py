@@ -32,6 +32,7 @@ from tqdm import tqdm
 from emergent_pos.activations.store import CHUNK_BYTES, HookMeta, HookWriter, hook_path
 from emergent_pos.errors import UserError
 from emergent_pos.io.resources import gib
+from emergent_pos.model.hooks import capture
 
 logger = logging.getLogger(__name__)
 
@@ -67,32 +68,6 @@ def plan_batches(seqs: list[np.ndarray], batch_tokens: int, pad_id: int) -> Iter
         yield batch
         row += batch.n_rows
         i = j
-
-
-def capture(bridge: Any, tokens: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
-    """The activation ``[batch, pos, ...]`` at each hook, in ``names`` order.
-
-    The hook that completes the set raises TransformerLens's ``StopAtLayerException``,
-    which the bridge's forward catches: nothing after the last hook is computed.
-    """
-    from transformer_lens.model_bridge.exceptions import StopAtLayerException
-
-    captured: dict[str, torch.Tensor] = {}
-
-    def saver(name: str) -> Any:
-        # hook.name is the bridge's canonical name (``blocks.0.hook_in``), so key by the
-        # alias we asked for
-        def save(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
-            captured[name] = tensor.detach()
-            if len(captured) == len(names):
-                raise StopAtLayerException(tensor)
-            return tensor
-
-        return save
-
-    with torch.inference_mode(), bridge.hooks(fwd_hooks=[(n, saver(n)) for n in names]):
-        bridge(tokens, return_type=None)
-    return [captured[n] for n in names]
 
 
 def hook_shapes(bridge: Any, names: list[str]) -> list[tuple[int, ...]]:

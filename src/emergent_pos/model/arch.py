@@ -13,7 +13,7 @@ from importlib.metadata import version
 from typing import Any
 
 from emergent_pos.errors import UserError
-from emergent_pos.model.hooks import residual_hooks
+from emergent_pos.model.hooks import capture, residual_hooks
 
 # What the mechanism stages (heads, attribution, interventions) read besides the residual
 # stream; a model without them (a state-space model) still runs model -> report and tokens.
@@ -67,19 +67,9 @@ def check_bridge(bridge: Any, n_layers: int, name: str) -> list[str]:
             f"model.name={name!r}: TransformerLens's bridge for {bridge.cfg.architecture} has no hook {missing[0]!r}, "
             "which the activations stage reads"
         )
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def recorder(name: str) -> Any:
-        def record(tensor: torch.Tensor, hook: Any) -> torch.Tensor:
-            shapes[name] = tuple(tensor.shape)
-            return tensor
-
-        return record
-
     tokens = torch.zeros((1, 3), dtype=torch.long, device=bridge.cfg.device)
     try:
-        with torch.inference_mode(), bridge.hooks(fwd_hooks=[(h, recorder(h)) for h in hooks]):
-            bridge(tokens, return_type=None)
+        shapes = {h: tuple(a.shape) for h, a in zip(hooks, capture(bridge, tokens, hooks), strict=True)}
     except (MemoryError, torch.OutOfMemoryError):
         raise
     except Exception as err:  # TransformerLens's own failure on this architecture, whatever its type
@@ -87,7 +77,7 @@ def check_bridge(bridge: Any, n_layers: int, name: str) -> list[str]:
             f"model.name={name!r}: a test forward pass through TransformerLens's bridge for "
             f"{bridge.cfg.architecture} failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}"
         ) from err
-    silent = [h for h in hooks if len(shapes.get(h, ())) != 3 or shapes[h][:2] != (1, 3)]
+    silent = [h for h in hooks if len(shapes[h]) != 3 or shapes[h][:2] != (1, 3)]
     if silent:
         raise UnsupportedModel(
             f"model.name={name!r}: hook {silent[0]!r} of {bridge.cfg.architecture} did not give a "

@@ -74,10 +74,8 @@ def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> 
     """TransformerLens 4 bridge over the saved directory; ``compat`` folds LN like TL 1.x."""
     import torch
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoConfig
 
     card = read_card(model_dir)
-    config = AutoConfig.from_pretrained(str(model_dir))
     bridge = TransformerBridge.boot_transformers(str(model_dir), device=device, dtype=torch.float32)
     if processing == "compat":
         bridge.enable_compatibility_mode(disable_warnings=True)
@@ -90,7 +88,7 @@ def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> 
         model_dir,
         card["n_layers"],
         card["d_model"],
-        context_length(config) or "unlimited",
+        card["n_ctx"] or "unlimited",
         device,
         processing,
     )

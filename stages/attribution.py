@@ -3,12 +3,11 @@
 Writes data/attribution/attribution.json (per layer: margin, constant, the largest components
 with intervals, the identity check; the head-counting hypothesis), every
 (layer, component, word index) share in data/attribution/components.parquet, and the
-component x layer heatmap (plots/attribution/). Run-time knob: EMERGENT_POS_DEVICE.
+component x layer heatmap (plots/attribution/). Run-time knobs: EMERGENT_POS_DEVICE and EMERGENT_POS_PLACEMENT.
 """
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from emergent_pos.dataset.prompts import prompts_path
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import read_parquet, save_figure, write_json, write_parquet
 from emergent_pos.io.resources import check_memory, gib
-from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
+from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card
+from emergent_pos.model.placement import placement_from_env
 from emergent_pos.probes.predictions import FITS, PROBES_DIR
 
 logger = logging.getLogger("stages.attribution")
@@ -43,7 +43,7 @@ def main() -> None:
     n_words = json.loads((PROBES_DIR / FITS).read_text())["n_words"]
     ps = PromptSet.from_table(read_parquet(prompts_path("val")), n_words, cfg.n_prompts)
     probes = load_probes(n_layers, layers)
-    bridge = load_bridge(MODEL_DIR, resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")), processing)
+    bridge = load_bridge(MODEL_DIR, placement_from_env(), processing)
     require_hooks(bridge, [EMBED, z_hook(0)], "attribution")
     comps = model_components(bridge)
     n_points = len(ps) * n_words

@@ -2,11 +2,10 @@
 
 Writes data/heads/heads.json (the best head per score, and every head's observed score,
 interval and null), the layer x head heatmaps and the top heads' patterns
-(plots/heads/). Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
+(plots/heads/). Run-time knobs: EMERGENT_POS_DEVICE and EMERGENT_POS_PLACEMENT (model/placement.py).
 """
 
 import logging
-import os
 from pathlib import Path
 
 from emergent_pos.activations.config import ActivationsConfig
@@ -19,7 +18,8 @@ from emergent_pos.dataset.config import PromptsConfig
 from emergent_pos.dataset.prompts import prompts_path, token_strings
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import read_parquet, save_figure, write_json
-from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
+from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card
+from emergent_pos.model.placement import placement_from_env
 
 logger = logging.getLogger("stages.heads")
 PLOTS = Path("plots/heads")
@@ -34,7 +34,7 @@ def main() -> None:
     has_bos = key(raw, "prompts.prepend_bos", PromptsConfig)
     card = read_card()
     ps = PromptSet.from_table(read_parquet(prompts_path("val")), n_words, cfg.n_prompts)
-    bridge = load_bridge(MODEL_DIR, resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")), processing)
+    bridge = load_bridge(MODEL_DIR, placement_from_env(), processing)
     require_hooks(bridge, [pattern_hook(0)], "heads")
     logger.info(
         "scoring %d heads of %s on %d validation prompts (%d tokens)",

@@ -5,12 +5,11 @@ when the best layer's probe subspace is projected out, against random subspaces 
 same rank), data/interventions/summary.json (every loss, projection and resampling,
 steering, the top ablations and patches), the full tables in data/interventions/
 (subspaces, steering, ablations, patching) and their plots (plots/interventions/).
-Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
+Run-time knobs: EMERGENT_POS_DEVICE and EMERGENT_POS_PLACEMENT (model/placement.py).
 """
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +56,8 @@ from emergent_pos.errors import UserError
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import read_parquet, save_figure, write_json, write_parquet
 from emergent_pos.model.hooks import residual_hooks
-from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
+from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card
+from emergent_pos.model.placement import placement_from_env
 from emergent_pos.probes.predictions import FITS, PREDICTIONS, PROBES_DIR
 
 logger = logging.getLogger("stages.interventions")
@@ -157,7 +157,7 @@ def main() -> None:
             raise ParamError(f"interventions.{name}", value, f"layers are 0..{n_layers} for {card['name']}")
     ps = PromptSet.from_table(read_parquet(prompts_path("val")), n_words, cfg.n_prompts)
     probes = load_probes(n_layers)
-    bridge = load_bridge(MODEL_DIR, resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")), processing)
+    bridge = load_bridge(MODEL_DIR, placement_from_env(), processing)
     require_hooks(bridge, [EMBED, z_hook(0)], "interventions")
     tok = bridge.tokenizer
     end_ids = tok(cfg.sentence_end, add_special_tokens=False)["input_ids"] if cfg.sentence_end else []

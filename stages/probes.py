@@ -16,7 +16,8 @@ from emergent_pos.dataset.prompts import SPLITS, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
 from emergent_pos.io.files import write_json, write_parquet
 from emergent_pos.model.hooks import residual_hooks
-from emergent_pos.model.load import read_card, resolve_device
+from emergent_pos.model.load import read_card
+from emergent_pos.model.placement import resolve_device
 from emergent_pos.probes.config import ProbeConfig
 from emergent_pos.probes.predictions import FITS, HELDOUT_PREDICTIONS, PREDICTIONS, PROBES_DIR
 from emergent_pos.probes.runner import Split, probe_layers
@@ -32,7 +33,7 @@ def main() -> None:
     for split in SPLITS:
         splits[split] = s = Split.load(prompts_path(split), ACTIVATIONS_DIR / split, cfg.token)
         for hook in hooks:  # refuse mismatched inputs before fitting anything
-            check_meta(hook_path(s.act_dir, hook), s.sha256, s.n_tokens, card["name"])
+            check_meta(hook_path(s.act_dir, hook), s.sha256, s.n_tokens, card["name"], s.points.rows)
     train, val, heldout = splits["train"], splits["val"], splits["heldout"]
     logger.info(
         "probing %d layers of %s: %d train, %d val and %d held-out points (%s token(s) of each word); %s",

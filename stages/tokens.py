@@ -3,11 +3,10 @@
 Writes the per-token table (data/tokens/tokens.parquet), a self-contained offline HTML
 page (data/tokens/tokens.html) and one PNG per text (plots/tokens/text_N.png). The same
 read-out for any text from a terminal: `python -m emergent_pos.tokens "some text" --layer 1`.
-Run-time knob: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N]).
+Run-time knobs: EMERGENT_POS_DEVICE and EMERGENT_POS_PLACEMENT (model/placement.py).
 """
 
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +19,8 @@ from emergent_pos.config import ParamError, key, read_params, section
 from emergent_pos.dataset.config import PromptsConfig
 from emergent_pos.io.cli import PARAMS, run
 from emergent_pos.io.files import atomic_path, save_figure, write_parquet
-from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card, resolve_device
+from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card
+from emergent_pos.model.placement import placement_from_env
 
 logger = logging.getLogger("stages.tokens")
 PLOTS = Path("plots/tokens")
@@ -43,7 +43,7 @@ def main() -> None:
             raise ParamError("tokens.text_file", cfg.text_file, f"cannot read it ({err.strerror})") from err
     if not texts:
         raise ParamError("tokens.texts", cfg.texts, "give at least one text (or tokens.text_file)")
-    bridge = load_bridge(MODEL_DIR, resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")), processing)
+    bridge = load_bridge(MODEL_DIR, placement_from_env(), processing)
     n_ctx = card["n_ctx"]
     probes = load_probes(n_layers, layers)
     results = []

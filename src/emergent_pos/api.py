@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks
+from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks, stored_rows
 from emergent_pos.dataset.labels import Points
 from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
 from emergent_pos.errors import UserError
@@ -116,19 +116,20 @@ class Pipeline:
     ) -> tuple[Any, pd.DataFrame]:
         """Activations ``[n, *shape]`` of ``hook`` and the token rows they belong to.
 
-        ``rows``: None for every token, ``"probed"`` for the tokens the probes read
-        (the pipeline's ``probe.token``), or sorted row numbers of the prompts table.
+        ``rows``: None for every stored token (every token unless ``activations.tokens``
+        kept fewer), ``"probed"`` for the tokens the probes read (the pipeline's
+        ``probe.token``), or sorted row numbers of the prompts table.
         """
         table = self.tokens(split)
+        path = hook_path(self._act_dir(split), hook)
+        if not path.exists():
+            raise UserError(f"{path} is missing: stored hooks are {self.hooks(split)} (`dvc pull {path}`?)")
         if rows is None:
-            rows = np.arange(len(table))
+            rows = stored_rows(path)
         elif isinstance(rows, str):
             if rows != "probed":
                 raise ValueError(f"rows={rows!r}: use None, 'probed' or row numbers")
             rows = Points.select(table, self._fits()["token"]).rows
-        path = hook_path(self._act_dir(split), hook)
-        if not path.exists():
-            raise UserError(f"{path} is missing: stored hooks are {self.hooks(split)} (`dvc pull {path}`?)")
         x = read_rows(path, np.asarray(rows), file_sha256(prompts_path(split, self.root / "data/prompts")), len(table))
         if as_torch:
             import torch

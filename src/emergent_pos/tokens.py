@@ -20,7 +20,8 @@ from emergent_pos.config import ParamError, key, read_params
 from emergent_pos.dataset.prompts import prompt_token_ids, prompts_path
 from emergent_pos.io.cli import print_one_line
 from emergent_pos.io.files import read_parquet
-from emergent_pos.model.load import load_bridge, read_card, resolve_device
+from emergent_pos.model.load import load_bridge, read_card
+from emergent_pos.model.placement import PLACEMENT_ENV, parse_placement
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ParamError("--layer", bad[0], f"layers are 0..{n_layers} for {card['name']}")
         processing = key(read_params(root / "params.yaml"), "activations.processing", ActivationsConfig)
-        bridge = load_bridge(root / "data/model", resolve_device(args.device), processing)
+        placement = parse_placement(os.environ.get(PLACEMENT_ENV, "auto"), args.device)
+        bridge = load_bridge(root / "data/model", placement, processing)
         first = prompt_token_ids(
             read_parquet(prompts_path("val", root / "data/prompts"), columns=["position", "token_id"])
         )[0]

@@ -17,7 +17,15 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from emergent_pos.activations.extract import DiskFull, check_disk, hook_shapes, plan_batches, write_activations
-from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks
+from emergent_pos.activations.store import (
+    StoreMismatch,
+    check_meta,
+    hook_path,
+    read_meta,
+    read_rows,
+    stored_hooks,
+    stored_rows,
+)
 from emergent_pos.errors import UserError
 from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import load_bridge
@@ -116,10 +124,36 @@ def test_compat_mode_differs_from_raw_but_runs(tiny_model_dir: Path, tmp_path: P
 def test_plan_batches_respects_budget_and_order() -> None:
     seqs = _prompts(50)
     batches = list(plan_batches(seqs, 120, pad_id=0))
-    assert sum(len(b.lengths) for b in batches) == 50
-    assert all(b.tokens.numel() <= 120 or len(b.lengths) == 1 for b in batches)
+    assert sum(len(b.tokens) for b in batches) == 50
+    assert all(b.tokens.numel() <= 120 or len(b.tokens) == 1 for b in batches)
     rows = [b.row for b in batches]
     assert rows == sorted(rows) and rows[0] == 0
+    assert sum(b.n_rows for b in batches) == sum(b.n_tokens for b in batches) == sum(map(len, seqs))
+
+
+def test_a_token_subset_stores_exactly_those_rows(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``rows``: the files hold those table rows, equal to the full run's, and refuse others."""
+    seqs = _prompts(12)
+    n = sum(map(len, seqs))
+    bridge = load_bridge(tiny_model_dir, "cpu", "raw")
+    _write(bridge, seqs, tmp_path / "all", dtype="float32", batch_tokens=100)
+    keep = np.sort(np.random.default_rng(1).choice(n, size=n // 3, replace=False))
+    meta = {**META, "tokens": "words"}
+    _write(bridge, seqs, tmp_path / "some", meta=meta, dtype="float32", batch_tokens=100, rows=keep)
+    for hook in HOOKS:
+        path = hook_path(tmp_path / "some", hook)
+        assert stored_rows(path).tolist() == keep.tolist()
+        got = read_meta(path)
+        assert (got.tokens, got.n_rows, got.n_tokens) == ("words", len(keep), n)
+        want = read_rows(hook_path(tmp_path / "all", hook), keep[::2], "abc", n)
+        np.testing.assert_array_equal(read_rows(path, keep[::2], "abc", n), want)
+        with h5py.File(path, "r") as f:
+            assert f[hook].shape == (len(keep), 32)
+    unstored = np.setdiff1d(np.arange(n), keep)[:5]
+    with pytest.raises(StoreMismatch, match=rf"holds words tokens \({len(keep)} of {n}\) and lacks 5 of the 5 rows"):
+        read_rows(hook_path(tmp_path / "some", HOOKS[0]), unstored, "abc", n)
+    with pytest.raises(StoreMismatch, match="activations.tokens: all"):
+        check_meta(hook_path(tmp_path / "some", HOOKS[0]), "abc", n, rows=np.array([keep[0], unstored[0]]))
 
 
 KILL_SCRIPT = """

@@ -38,7 +38,7 @@ def test_round_trip_of_any_shape_with_provenance(tmp_path: Path) -> None:
     rows = np.array([0, 7, 8, 49])
     np.testing.assert_array_equal(read_rows(path, rows, "abc", 50), x[rows])
     with h5py.File(path, "r") as f:
-        assert list(f) == ["blocks.1.attn.hook_z"] and f["blocks.1.attn.hook_z"].shape == (50, 3, 4)
+        assert list(f) == ["blocks.1.attn.hook_z", "token_rows"] and f["blocks.1.attn.hook_z"].shape == (50, 3, 4)
     assert stored_hooks(tmp_path) == ["blocks.1.attn.hook_z"]
 
 

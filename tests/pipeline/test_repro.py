@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from emergent_pos.activations.store import hook_path, read_meta
+from emergent_pos.api import Pipeline
 from emergent_pos.commands import main
 from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.linear import LinearProbe
@@ -176,6 +177,27 @@ def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) ->
         for key in ("position_control_accuracy", "word_control_accuracy"):
             assert abs(r[key] - ref[key]) <= 0.02, (layer, key, r, ref)
         assert r["convergence_warnings"] == 0
+
+
+def test_storing_only_probed_tokens_gives_the_same_probes(repo: Path) -> None:
+    """``activations.tokens: probed`` writes the probed rows alone; every reader gets the same numbers."""
+    before = {f: (repo / f).read_bytes() for f in ("data/report/probes.json", "data/probes/predictions_val.parquet")}
+    hook = hook_path(repo / "data/activations/val", "blocks.1.hook_resid_post")
+    size = hook.stat().st_size
+    params = {"report": {"layers": [0, 2]}, "probe": {"C": 0.1, "backend": "torch"}}
+    write_params(repo / "params.yaml", **params, activations={"tokens": "probed"})
+    # the probes' outputs come out byte-identical, so DVC has no reason to rerun the report
+    assert ran(dvc(repo, "repro", "report")) == ["check", "activations", "probes"]
+    assert {f: (repo / f).read_bytes() for f in before} == before
+    meta = read_meta(hook)
+    val = pd.read_parquet(repo / "data/prompts/val.parquet")
+    assert meta.tokens == "probed:last" and meta.n_rows == val.is_word_end.sum() < meta.n_tokens == len(val)
+    assert hook.stat().st_size < size / 3
+    x, rows = Pipeline(repo).activations("blocks.1.hook_resid_post")
+    assert len(x) == meta.n_rows and rows.is_word_end.all()
+    write_params(repo / "params.yaml", **params)  # back to every token: restored from the run-cache
+    assert ran(dvc(repo, "repro", "report")) == []
+    assert read_meta(hook).tokens == "all" and hook.stat().st_size == size
 
 
 def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:

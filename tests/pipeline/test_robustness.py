@@ -176,6 +176,13 @@ def test_huge_or_impossible_values_are_refused_in_one_line(built: Path) -> None:
     write_params(built / "params.yaml")
     proc = run_stage(built, "activations", env={"EMERGENT_POS_DEVICE": "cuda:3"}, check=False)
     one_line_error(proc, "EMERGENT_POS_DEVICE", "device(s) visible")
+    proc = run_stage(built, "heads", env={"EMERGENT_POS_DEVICE": "auto", "EMERGENT_POS_PLACEMENT": "4"}, check=False)
+    one_line_error(proc, "EMERGENT_POS_PLACEMENT", "needs 4 CUDA devices")
+    mixed = '{"device_map": {"transformer.h.0": 0, "transformer.h.1": "cpu"}}'
+    proc = run_stage(
+        built, "activations", env={"EMERGENT_POS_DEVICE": "auto", "EMERGENT_POS_PLACEMENT": mixed}, check=False
+    )
+    one_line_error(proc, "EMERGENT_POS_PLACEMENT", "TransformerLens cannot place the model so")
 
 
 def test_corrupt_inputs_name_the_file(built: Path, tmp_path: Path) -> None:

@@ -11,7 +11,10 @@ from emergent_pos.config import ParamError
 @dataclass(frozen=True)
 class ActivationsConfig:
     dtype: Literal["float32", "float16"] = "float32"
-    """Storage dtype of the HDF5 files."""
+    """Storage dtype of the HDF5 files; float16 halves them (the choice for large models)."""
+    tokens: Literal["all", "words", "probed"] = "all"
+    """Which tokens are stored: every one, those of the word list, or only those the probes
+    read (``probe.token``); the forward pass always runs every token."""
     compute_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Forward-pass precision: ``float16``/``bfloat16`` run matrix products under torch
     autocast (weights stay float32); worth it on a GPU, and it changes the values stored."""

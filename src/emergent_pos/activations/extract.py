@@ -39,19 +39,27 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive prompts whose real tokens occupy rows ``[row, row + n_rows)`` of the store."""
+    """Consecutive prompts, right-padded; the tokens at flat positions ``index`` of the
+    ``(batch, width)`` grid go to store rows ``[row, row + len(index))``."""
 
     row: int
     tokens: torch.Tensor  # (batch, max_len), right-padded
-    lengths: list[int]
+    index: torch.Tensor  # flat positions of the stored tokens, in store order
+    n_tokens: int  # real (unpadded) tokens
 
     @property
     def n_rows(self) -> int:
-        return sum(self.lengths)
+        return len(self.index)
 
 
-def plan_batches(seqs: list[np.ndarray], batch_tokens: int, pad_id: int) -> Iterator[Batch]:
-    """Group consecutive prompts so that ``batch x max_len <= batch_tokens`` (at least one)."""
+def plan_batches(
+    seqs: list[np.ndarray], batch_tokens: int, pad_id: int, keep: list[np.ndarray] | None = None
+) -> Iterator[Batch]:
+    """Group consecutive prompts so that ``batch x max_len <= batch_tokens`` (at least one).
+
+    ``keep``: per prompt, which of its tokens are stored (default: all). The index is
+    built on the host: a boolean mask on a GPU would make the host wait for the device.
+    """
     row, i = 0, 0
     while i < len(seqs):
         j, longest = i, 0
@@ -62,9 +70,12 @@ def plan_batches(seqs: list[np.ndarray], batch_tokens: int, pad_id: int) -> Iter
         group = seqs[i:j]
         width = max(len(s) for s in group)
         tokens = torch.full((len(group), width), pad_id, dtype=torch.long)
+        flat = []
         for k, s in enumerate(group):
             tokens[k, : len(s)] = torch.from_numpy(s.astype(np.int64))
-        batch = Batch(row, tokens, [len(s) for s in group])
+            at = np.arange(len(s)) if keep is None else np.flatnonzero(keep[i + k])
+            flat.append(at + k * width)
+        batch = Batch(row, tokens, torch.from_numpy(np.concatenate(flat).astype(np.int64)), sum(map(len, group)))
         yield batch
         row += batch.n_rows
         i = j
@@ -97,17 +108,23 @@ def hook_shapes(bridge: Any, names: list[str]) -> list[tuple[int, ...]]:
     return shapes
 
 
-def default_batch_tokens(d_model: int, device: str) -> int:
+def default_batch_tokens(d_model: int, device: str, captured: int | None = None) -> int:
     """Tokens per forward batch when EMERGENT_POS_BATCH_TOKENS is unset.
 
     On a CPU the fastest batch keeps the MLP's ``batch x 4 d_model`` float32 intermediate
     within ~12 MiB of cache (GPT-2 small: 1,024 tokens; the toy organism: 6,144); beyond
     that every elementwise op streams from memory (benchmarks/activations.py). A GPU
-    wants large batches.
+    wants large batches, up to 16,384 tokens or 2 GiB of captured float32 values
+    (``captured`` per token; a 7B model's 33 x 4,096 streams: 3,968 tokens), whichever
+    is fewer, since the queue to the writer holds a few batches in pinned host memory too.
     """
     if device.startswith("cuda"):
-        return 16384
+        per_token = 4 * (captured or d_model)
+        return max(256, min(16384, GPU_BATCH_BYTES // per_token // 128 * 128))
     return max(256, min(16384, (12 << 20) // (4 * d_model * 4)))
+
+
+GPU_BATCH_BYTES = 2 << 30
 
 
 def estimate_bytes(n_tokens: int, shapes: list[tuple[int, ...]], dtype: str) -> int:
@@ -161,42 +178,45 @@ COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16"
 
 @dataclass(frozen=True)
 class HostBlocks:
-    """One batch's rows of every stream on the host; ``ready`` is set once they may be read."""
+    """One batch's rows of every stream on the host, readable once the ``ready`` events
+    (one per GPU whose copies are still in flight) have fired."""
 
     row: int
     blocks: list[torch.Tensor]
-    ready: Any  # torch.cuda.Event (asynchronous copy in flight) or None (already there)
+    ready: list[Any]  # torch.cuda.Event
 
     def arrays(self) -> list[np.ndarray]:
-        if self.ready is not None:
-            self.ready.synchronize()
+        for event in self.ready:
+            event.synchronize()
         return [b.numpy() for b in self.blocks]
-
-
-def real_rows(lengths: list[int], width: int) -> torch.Tensor:
-    """Flat indices of the real (unpadded) tokens of a right-padded ``(batch, width)`` batch.
-
-    Built on the host: a boolean mask on a GPU would make the host wait for the device.
-    """
-    return torch.cat([torch.arange(n) + i * width for i, n in enumerate(lengths)])
 
 
 def to_host(row: int, streams: list[torch.Tensor], index: torch.Tensor, dtype: torch.dtype) -> HostBlocks:
     """Rows ``index`` of each ``[batch, pos, ...]`` activation, flattened to ``[batch * pos, ...]``,
     in the storage dtype, on the host.
 
-    Padding is dropped and the dtype converted on the device, so only stored bytes cross
-    the bus; from a GPU they go into pinned buffers without blocking this thread.
+    Unstored tokens are dropped and the dtype converted on each stream's own device (the
+    blocks of a split model sit on several), so only stored bytes cross the bus; from a
+    GPU they go into pinned buffers without blocking this thread.
     """
-    rows = [s.flatten(0, 1).index_select(0, index).to(dtype) for s in streams]
-    if rows[0].device.type != "cuda":
-        return HostBlocks(row, rows, None)
-    host = [torch.empty(r.shape, dtype=dtype, pin_memory=True) for r in rows]
-    for h, r in zip(host, rows, strict=True):
-        h.copy_(r, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
-    return HostBlocks(row, host, event)
+    on: dict[torch.device, torch.Tensor] = {}  # the index, copied once to each device
+    host = []
+    for s in streams:
+        if s.device not in on:
+            on[s.device] = index.to(s.device, non_blocking=True)
+        r = s.flatten(0, 1).index_select(0, on[s.device]).to(dtype)
+        if r.device.type == "cuda":
+            h = torch.empty(r.shape, dtype=dtype, pin_memory=True)
+            h.copy_(r, non_blocking=True)
+            r = h
+        host.append(r)
+    ready = []
+    for device in on:
+        if device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(device))
+            ready.append(event)
+    return HostBlocks(row, host, ready)
 
 
 def write_activations(
@@ -211,20 +231,40 @@ def write_activations(
     batch_tokens: int,
     pad_id: int,
     compute_dtype: str = "float32",
+    rows: np.ndarray | None = None,
     desc: str = "activations",
 ) -> dict[str, float]:
     """Run every prompt and write ``{hook}.h5`` for every hook; returns timings.
 
     ``shapes`` are the hooks' per-token shapes (``hook_shapes``); ``meta`` gives
-    model_name, prompts_sha256 and processing. Each file is written under a temporary
-    name and renamed only when all its rows are in.
+    model_name, prompts_sha256, processing and tokens (which are stored: ``rows``, the
+    ascending rows of the prompts table, i.e. of the concatenated ``seqs``; default
+    all). Each file is written under a temporary name and renamed only when all its
+    rows are in.
     """
-    n_tokens = int(sum(len(s) for s in seqs))
+    lengths = [len(s) for s in seqs]
+    n_tokens = int(sum(lengths))
+    table_rows = np.arange(n_tokens) if rows is None else np.asarray(rows, dtype=np.int64)
+    n_rows = len(table_rows)
+    keep = None
+    if rows is not None:
+        mask = np.zeros(n_tokens, dtype=bool)
+        mask[table_rows] = True
+        keep = np.split(mask, np.cumsum(lengths)[:-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = [
         HookWriter(
             hook_path(out_dir, name),
-            HookMeta(hook_name=name, shape=shape, dtype=dtype, n_tokens=n_tokens, compute_dtype=compute_dtype, **meta),
+            HookMeta(
+                hook_name=name,
+                shape=shape,
+                dtype=dtype,
+                n_tokens=n_tokens,
+                n_rows=n_rows,
+                compute_dtype=compute_dtype,
+                **meta,
+            ),
+            table_rows,
         )
         for name, shape in zip(hooks, shapes, strict=True)
     ]
@@ -235,7 +275,7 @@ def write_activations(
     current = [writers[0].path]  # the file being written when something fails
 
     def remaining() -> int:
-        return sum((n_tokens - w.written) * b for w, b in zip(writers, row_bytes, strict=True))
+        return sum((n_rows - w.written) * b for w, b in zip(writers, row_bytes, strict=True))
 
     def check_space(block_bytes: int) -> None:
         # HDF5 that hits a full disk leaves a broken file handle behind; stop just before
@@ -275,19 +315,18 @@ def write_activations(
     t_start = time.perf_counter()
     try:
         with tqdm(total=n_tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2) as bar:
-            for batch in plan_batches(seqs, batch_tokens, pad_id):
-                tokens = batch.tokens.pin_memory() if device.type == "cuda" else batch.tokens
+            for batch in plan_batches(seqs, batch_tokens, pad_id, keep):
+                pinned = device.type == "cuda"
+                tokens = batch.tokens.pin_memory() if pinned else batch.tokens
                 with autocast:
                     streams = capture(bridge, tokens.to(device, non_blocking=True), hooks)
-                # (batch, pos, ...) -> (sum of real lengths, ...), padding dropped
-                index = real_rows(batch.lengths, batch.tokens.shape[1])
-                if device.type == "cuda":
-                    index = index.pin_memory()
-                host = to_host(batch.row, streams, index.to(device, non_blocking=True), store_dtype)
+                # (batch, pos, ...) -> (stored tokens, ...): padding and unstored tokens dropped
+                index = batch.index.pin_memory() if pinned else batch.index
+                host = to_host(batch.row, streams, index, store_dtype)
                 if errors:
                     raise errors[0]
                 q.put(host)
-                bar.update(batch.n_rows)
+                bar.update(batch.n_tokens)
         q.put(None)
         thread.join()
         if errors:

@@ -151,12 +151,14 @@ def run(bridge: Any, tokens: torch.Tensor, hooks: list[tuple[str, Any]], logits:
 def capture(
     bridge: Any, tokens: torch.Tensor, names: list[str], hooks: list[tuple[str, Any]] = ()
 ) -> dict[str, torch.Tensor]:
-    """Activations at ``names`` (after any ``hooks`` on the same points have run)."""
+    """Activations at ``names`` (after any ``hooks`` on the same points have run), all on
+    the bridge's device (the embeddings'), where a split model's stacked weights live too."""
     saved: dict[str, torch.Tensor] = {}
+    home = torch.device(bridge.cfg.device)
 
     def saver(name: str) -> Any:
         def save(t: torch.Tensor, hook: Any) -> torch.Tensor:
-            saved[name] = t.detach()
+            saved[name] = t.detach().to(home)
             return t
 
         return save

@@ -68,7 +68,8 @@ def project_out(q: torch.Tensor) -> Callable[[torch.Tensor, Any], torch.Tensor]:
     """Hook: remove the subspace spanned by ``q``'s orthonormal columns."""
 
     def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        return x - (x @ q) @ q.T
+        qx = q.to(x.device)  # blocks may sit on other devices than q (a split model)
+        return x - (x @ qx) @ qx.T
 
     return hook
 
@@ -77,7 +78,8 @@ def resample(q: torch.Tensor, donor: np.ndarray) -> Callable[[torch.Tensor, Any]
     """Hook: each prompt's component in ``q``'s subspace replaced by its donor's (same positions)."""
 
     def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        return x - (x @ q) @ q.T + (x[donor] @ q) @ q.T
+        qx = q.to(x.device)
+        return x - (x @ qx) @ qx.T + (x[donor] @ qx) @ qx.T
 
     return hook
 
@@ -87,7 +89,7 @@ def add_at(vec: torch.Tensor, rows: np.ndarray, positions: np.ndarray) -> Callab
 
     def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
         x = x.clone()
-        x[rows, positions] += vec
+        x[rows, positions] += vec.to(x.device)
         return x
 
     return hook
@@ -179,7 +181,8 @@ def measure(bridge: Any, task: Task, make_hooks: HookMaker, batch_size: int = 64
                 x = saved[resid[layer]][k, probed].float().cpu().numpy()
                 out.correct[i, j] = (task.probes[layer].predict(x) == wi[probed]).sum()
         if task.masks is not None:
-            pat = torch.stack([saved[pattern_hook(b)] for b in range(n_blocks)], 1).float().cpu().numpy()
+            # one block at a time to the host: a split model's blocks sit on different devices
+            pat = np.stack([saved[pattern_hook(b)].float().cpu().numpy() for b in range(n_blocks)], 1)
             t = pat.shape[-1]
             m = np.zeros((len(idx), len(SCORES), t, t), dtype=bool)
             w = min(t, task.masks.shape[-1])

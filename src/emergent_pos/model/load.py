@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emergent_pos.config import ParamError
+from emergent_pos.model.placement import PLACEMENT_ENV, Placement
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -70,18 +71,30 @@ def load_tokenizer(model_dir: str | Path = MODEL_DIR) -> PreTrainedTokenizerBase
     return AutoTokenizer.from_pretrained(str(model_dir))
 
 
-def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> Any:
-    """TransformerLens 4 bridge over the saved directory; ``compat`` folds LN like TL 1.x."""
+def load_bridge(model_dir: str | Path, placement: str | Placement, processing: str = "raw") -> Any:
+    """TransformerLens 4 bridge over the saved directory; ``compat`` folds LN like TL 1.x.
+
+    ``placement``: a device (``"cpu"``, ``"cuda:0"``) or a ``Placement`` that splits the
+    blocks over several devices (``placement_from_env``). A placement TransformerLens
+    refuses is one line naming ``EMERGENT_POS_PLACEMENT``.
+    """
     import torch
     from transformer_lens.model_bridge import TransformerBridge
 
     card = read_card(model_dir)
-    bridge = TransformerBridge.boot_transformers(str(model_dir), device=device, dtype=torch.float32)
+    where = placement if isinstance(placement, Placement) else Placement(device=placement)
+    try:
+        bridge = TransformerBridge.boot_transformers(str(model_dir), dtype=torch.float32, **where.boot_kwargs())
+    except (ValueError, ImportError) as err:
+        if not where.split:
+            raise
+        reason = str(err).split(". ")[0]
+        raise ParamError(PLACEMENT_ENV, str(where), f"TransformerLens cannot place the model so: {reason}") from err
     if processing == "compat":
         bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
     logger.info(
-        "loaded %s (%s, init=%s) from %s: %d layers, d_model %d, context %s, device %s, processing %s",
+        "loaded %s (%s, init=%s) from %s: %d layers, d_model %d, context %s, processing %s, on %s",
         card["name"],
         card["architecture"],
         card["init"],
@@ -89,33 +102,19 @@ def load_bridge(model_dir: str | Path, device: str, processing: str = "raw") -> 
         card["n_layers"],
         card["d_model"],
         card["n_ctx"] or "unlimited",
-        device,
         processing,
+        describe_devices(bridge) if where.split else where.device,
     )
     return bridge
 
 
-def resolve_device(requested: str) -> str:
-    """``auto`` picks CUDA when present; an explicit device must exist here."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(requested)
-    except RuntimeError as err:
-        raise ParamError("EMERGENT_POS_DEVICE", requested, "use auto, cpu, cuda, cuda:N or mps") from err
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if device.index is not None and device.index >= count or count == 0:
-            raise ParamError(
-                "EMERGENT_POS_DEVICE",
-                requested,
-                f"no such CUDA device here (torch {torch.__version__}, built with CUDA {torch.version.cuda}, "
-                f"{count} device(s) visible); use auto or cpu",
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ParamError("EMERGENT_POS_DEVICE", requested, "MPS is not available here; use auto or cpu")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ParamError("EMERGENT_POS_DEVICE", requested, "use auto, cpu, cuda, cuda:N or mps")
-    return requested
+def describe_devices(bridge: Any) -> str:
+    """Which blocks sit on which device, e.g. ``cuda:0 (blocks 0-15), cuda:1 (blocks 16-31)``."""
+    spans: list[tuple[str, int, int]] = []
+    for i, block in enumerate(bridge.blocks):
+        device = str(next(block.parameters()).device)
+        if spans and spans[-1][0] == device:
+            spans[-1] = (device, spans[-1][1], i)
+        else:
+            spans.append((device, i, i))
+    return ", ".join(f"{d} (blocks {a}-{b})" if a != b else f"{d} (block {a})" for d, a, b in spans)

@@ -24,7 +24,7 @@ from emergent_pos.activations.extract import (
 )
 from emergent_pos.activations.select import rows_to_store, selection_label
 from emergent_pos.activations.store import ACTIVATIONS_DIR
-from emergent_pos.config import key, read_params, section
+from emergent_pos.config import ParamError, key, read_params, section
 from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
 from emergent_pos.io.files import file_sha256, read_parquet
@@ -45,6 +45,9 @@ def main() -> None:
     card = read_card()
     tables = {s: read_parquet(prompts_path(s)) for s in SPLITS}
     stored = {s: rows_to_store(t, cfg.tokens, probe_token) for s, t in tables.items()}
+    empty = [s for s, r in stored.items() if not len(r)]
+    if empty:
+        raise ParamError("activations.tokens", cfg.tokens, f"selects no token of the {empty[0]} split")
     n_rows = sum(len(r) for r in stored.values())
     hooks = residual_hooks(card["n_layers"])
     # the residual streams alone, checked before the model loads (minutes for a large one)

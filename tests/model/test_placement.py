@@ -42,6 +42,7 @@ def test_the_knob_parses_to_boot_arguments(tmp_path: Path) -> None:
         ('{"device_map": 3}', "auto", "device_map is"),
         ('{"device_map": {"a": [0]}}', "auto", "maps module names"),
         ('{"max_memory": []}', "auto", "max_memory maps devices"),
+        ('{"max_memory": {"0": [1]}}', "auto", "max_memory sizes are bytes"),
         ("@/no/such/file.json", "auto", "cannot read it"),
         ('{"device_map": "auto"}', "cpu", "EMERGENT_POS_DEVICE=cpu names one device"),
     ],

@@ -242,6 +242,8 @@ def write_activations(
     all). Each file is written under a temporary name and renamed only when all its
     rows are in.
     """
+    if rows is not None and "tokens" not in meta:
+        raise ValueError("meta must name which tokens a subset of rows is (tokens: words, probed:last, ...)")
     lengths = [len(s) for s in seqs]
     n_tokens = int(sum(lengths))
     table_rows = np.arange(n_tokens) if rows is None else np.asarray(rows, dtype=np.int64)

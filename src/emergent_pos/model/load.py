@@ -88,7 +88,7 @@ def load_bridge(model_dir: str | Path, placement: str | Placement, processing: s
     except (ValueError, ImportError) as err:
         if not where.split:
             raise
-        reason = str(err).split(". ")[0]
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
         raise ParamError(PLACEMENT_ENV, str(where), f"TransformerLens cannot place the model so: {reason}") from err
     if processing == "compat":
         bridge.enable_compatibility_mode(disable_warnings=True)

@@ -9,7 +9,7 @@ a result, so it must not change DVC's cache key either. Two variables say it:
   balances the blocks over the first two GPUs), or a JSON object with accelerate's
   ``device_map`` / ``max_memory`` / ``offload_folder``, inline or ``@file.json``:
   ``{"device_map": "auto", "max_memory": {"0": "70GiB", "1": "70GiB"}}``. These are
-  passed to ``TransformerBridge.boot_transformers`` as they are.
+  passed to ``TransformerBridge.boot_transformers`` (``max_memory``'s GPU keys as ints).
 
 TransformerLens 4.3 accepts all-GPU splits and all-CPU (or CPU and disk) maps; it
 refuses maps that mix a GPU with CPU or disk offload, so a model larger than the GPUs
@@ -142,6 +142,8 @@ def placement_from_map(obj: Any) -> Placement:
     if max_memory is not None:
         if not isinstance(max_memory, Mapping) or not max_memory:
             raise ParamError(PLACEMENT_ENV, obj, 'max_memory maps devices to sizes: {"0": "20GiB", "cpu": "60GiB"}')
+        if any(not isinstance(v, str | int) or isinstance(v, bool) for v in max_memory.values()):
+            raise ParamError(PLACEMENT_ENV, obj, 'max_memory sizes are bytes or strings such as "20GiB"')
         # JSON keys are strings; accelerate names GPUs by index
         max_memory = {int(k) if str(k).isdigit() else k: v for k, v in max_memory.items()}
     folder = obj.get("offload_folder")

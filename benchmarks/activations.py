@@ -33,11 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import ByteLevelBPETokenizer
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import byte_tokenizer, save  # noqa: E402
 
 from emergent_pos.activations.extract import write_activations  # noqa: E402
 from emergent_pos.activations.store import HookMeta, HookWriter, hook_path  # noqa: E402
@@ -74,9 +73,7 @@ SHAPES = {
 
 
 def make_model(root: Path, cfg: GPT2Config) -> Path:
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["a b c"], vocab_size=260, special_tokens=["<|endoftext|>"], show_progress=False)
-    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tok = byte_tokenizer()
     GPT2LMHeadModel(cfg).save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     card = {"name": "bench", "init": "random", "architecture": "GPT2LMHeadModel", "n_layers": cfg.n_layer}

@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 
 import torch
+from tokenizers import ByteLevelBPETokenizer
+from transformers import GPT2TokenizerFast
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,3 +36,10 @@ def save(name: str, results: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **results}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def byte_tokenizer() -> GPT2TokenizerFast:
+    """A 260-token byte-level tokenizer: the benchmarks feed random ids, so any vocabulary does."""
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a b c"], vocab_size=260, special_tokens=["<|endoftext|>"], show_progress=False)
+    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")

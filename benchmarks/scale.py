@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tokenizers import ByteLevelBPETokenizer
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2TokenizerFast, LlamaConfig, PretrainedConfig
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PretrainedConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save  # noqa: E402
+from common import byte_tokenizer, save  # noqa: E402
 
 from emergent_pos.activations.extract import write_activations  # noqa: E402
+from emergent_pos.activations.select import rows_to_store  # noqa: E402
 from emergent_pos.model.hooks import residual_hooks  # noqa: E402
 from emergent_pos.model.load import load_bridge  # noqa: E402
 
@@ -94,19 +94,13 @@ def token_counts(root: Path) -> dict[str, int]:
     files = sorted((root / "data/prompts").glob("*.parquet"))
     if not files:
         return DEFAULT_TOKENS
-    tables = [pd.read_parquet(f, columns=["word_index", "is_word_end"]) for f in files]
-    return {
-        "all": sum(len(t) for t in tables),
-        "words": int(sum((t.word_index >= 0).sum() for t in tables)),
-        "probed": int(sum(t.is_word_end.sum() for t in tables)),
-    }
+    tables = [pd.read_parquet(f) for f in files]
+    return {tokens: sum(len(rows_to_store(t, tokens, "last")) for t in tables) for tokens in ("all", "words", "probed")}
 
 
 def make_model(root: Path, name: str, cfg: PretrainedConfig) -> Path:
     """A random-weight model of ``cfg`` saved like the model stage does (card included)."""
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["a b c"], vocab_size=260, special_tokens=["<|endoftext|>"], show_progress=False)
-    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tok = byte_tokenizer()
     out = root / name
     AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
     tok.save_pretrained(out)

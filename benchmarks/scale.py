@@ -61,9 +61,8 @@ SHAPES: dict[str, PretrainedConfig] = {
         max_position_embeddings=4096,
     ),
 }
-# Prompt tokens of the default params (toy tokenizer; another tokenizer's prefix differs
-# by a few tokens), used when data/prompts is absent
-DEFAULT_TOKENS = {"all": 401_382, "words": 170_152, "probed": 85_190}
+SELECTIONS = ("all", "units", "ends")
+"""The ``activations.tokens`` choices whose disk the table gives, counted on this checkout's prompts."""
 
 
 def shape_facts(cfg: PretrainedConfig) -> dict:
@@ -90,12 +89,12 @@ def shape_facts(cfg: PretrainedConfig) -> dict:
 
 
 def token_counts(root: Path) -> dict[str, int]:
-    """Rows under each ``activations.tokens`` (probed = word-final tokens, probe.token: last)."""
+    """Rows under each ``activations.tokens`` choice (``ends``: each unit's last token, the default probe's)."""
     files = sorted((root / "data/prompts").glob("*.parquet"))
     if not files:
-        return DEFAULT_TOKENS
+        raise SystemExit("benchmarks/scale.py counts the stored rows of data/prompts: run `dvc repro prompts` first")
     tables = [pd.read_parquet(f) for f in files]
-    return {tokens: sum(len(rows_to_store(t, tokens, "last")) for t in tables) for tokens in ("all", "words", "probed")}
+    return {tokens: sum(len(rows_to_store(t, tokens)) for t in tables) for tokens in SELECTIONS}
 
 
 def make_model(root: Path, name: str, cfg: PretrainedConfig) -> Path:
@@ -159,15 +158,15 @@ def main() -> None:
             rate, how = float("nan"), "not measured"
         disk = {
             f"{tokens}_{dtype}_gib": counts[tokens] * f["bytes_per_token"][dtype] / 2**30
-            for tokens in ("all", "words", "probed")
+            for tokens in SELECTIONS
             for dtype in ("float32", "float16")
         }
         rows[name] = {**f, **disk, "tokens_s": rate, "rate": how, "stage_hours": counts["all"] / rate / 3600}
         print(
             f"{name}: {f['n_params'] / 1e9:.2f}B params, weights {f['weights_gib_float32']:.1f} GiB float32; "
             f"{f['streams']} x {f['d_model']} = {f['bytes_per_token']['float16'] / 1024:.0f} KiB/token in float16; "
-            f"disk all/words/probed float16 {disk['all_float16_gib']:.1f}/{disk['words_float16_gib']:.1f}/"
-            f"{disk['probed_float16_gib']:.1f} GiB (float32 x2); {rate:.1f} tokens/s ({how}): "
+            f"disk all/units/ends float16 {disk['all_float16_gib']:.1f}/{disk['units_float16_gib']:.1f}/"
+            f"{disk['ends_float16_gib']:.1f} GiB (float32 x2); {rate:.1f} tokens/s ({how}): "
             f"{rows[name]['stage_hours']:.2f} h for the activations stage on {device}"
         )
     save(

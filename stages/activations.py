@@ -1,7 +1,7 @@
 """Stage `activations`: every residual stream (and any extra hook) for the stored prompt tokens, to HDF5.
 
-Which tokens are stored is a param (activations.tokens: all | words | probed, the last
-following probe.token). Run-time knobs that must not invalidate results are environment
+Which tokens are stored is the section's own param (activations.tokens: all | units |
+bounds | ends, activations/select.py). Run-time knobs that must not invalidate results are environment
 variables, not params: EMERGENT_POS_DEVICE (auto | cpu | cuda[:N], default auto),
 EMERGENT_POS_PLACEMENT (a model split over devices; see model/placement.py) and
 EMERGENT_POS_BATCH_TOKENS (tokens per forward batch; default: on CPU a cache-sized
@@ -22,9 +22,9 @@ from emergent_pos.activations.extract import (
     hook_shapes,
     write_activations,
 )
-from emergent_pos.activations.select import rows_to_store, selection_label
+from emergent_pos.activations.select import rows_to_store
 from emergent_pos.activations.store import ACTIVATIONS_DIR
-from emergent_pos.config import ParamError, key, read_params, section
+from emergent_pos.config import ParamError, read_params, section
 from emergent_pos.dataset.prompts import SPLITS, prompt_token_ids, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
 from emergent_pos.io.files import file_sha256, read_parquet
@@ -32,7 +32,6 @@ from emergent_pos.io.resources import gib
 from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import MODEL_DIR, load_bridge, read_card
 from emergent_pos.model.placement import placement_from_env
-from emergent_pos.probes.config import ProbeConfig
 
 logger = logging.getLogger("stages.activations")
 
@@ -40,11 +39,10 @@ logger = logging.getLogger("stages.activations")
 def main() -> None:
     raw = read_params(PARAMS)
     cfg = section(raw, "activations", ActivationsConfig)
-    probe_token = key(raw, "probe.token", ProbeConfig)
     placement = placement_from_env()
     card = read_card()
     tables = {s: read_parquet(prompts_path(s)) for s in SPLITS}
-    stored = {s: rows_to_store(t, cfg.tokens, probe_token) for s, t in tables.items()}
+    stored = {s: rows_to_store(t, cfg.tokens) for s, t in tables.items()}
     empty = [s for s, r in stored.items() if not len(r)]
     if empty:
         raise ParamError("activations.tokens", cfg.tokens, f"selects no token of the {empty[0]} split")
@@ -59,7 +57,7 @@ def main() -> None:
     width = sum(int(np.prod(s)) for s in shapes)  # captured values per token
     batch_tokens = env_int("EMERGENT_POS_BATCH_TOKENS", default_batch_tokens(card["d_model"], device, width))
     needed = estimate_bytes(n_rows, shapes, cfg.dtype)
-    label = selection_label(cfg.tokens, probe_token)
+    label = cfg.tokens
     logger.info(
         "model %s: writing %d hooks (%s) of %s tokens (%s of %s prompt tokens) as %s: about %s; "
         "forward pass in %s on %s (%d threads), batches of %d tokens",

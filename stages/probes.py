@@ -1,4 +1,5 @@
-"""Stage `probes`: a logistic-regression probe per residual stream, baselines and two controls.
+"""Stage `probes`: a logistic-regression probe per residual stream, baselines and two controls
+(and, for an ordinal scheme such as char_in_line, a ridge regression beside it).
 
 Writes the probes, their validation predictions and fit facts to data/probes/; the
 report stage turns them into metrics. Run-time knobs (environment, not params: they do
@@ -7,14 +8,16 @@ backend, and EMERGENT_POS_PROBE_JOBS (worker processes for scikit-learn fits; de
 one per core for single-threaded solvers on fits big enough to repay a worker's start-up).
 """
 
+import dataclasses
+import json
 import logging
 import os
 
 from emergent_pos.activations.store import ACTIVATIONS_DIR, check_meta, hook_path
 from emergent_pos.config import read_params, section
-from emergent_pos.dataset.prompts import SPLITS, prompts_path
+from emergent_pos.dataset.prompts import PROMPTS_DIR, SPLITS, prompts_path
 from emergent_pos.io.cli import PARAMS, env_int, run
-from emergent_pos.io.files import write_json, write_parquet
+from emergent_pos.io.files import read_parquet, write_json, write_parquet
 from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.model.load import read_card
 from emergent_pos.model.placement import resolve_device
@@ -31,18 +34,19 @@ def main() -> None:
     hooks = residual_hooks(card["n_layers"])
     splits = {}
     for split in SPLITS:
-        splits[split] = s = Split.load(prompts_path(split), ACTIVATIONS_DIR / split, cfg.token)
+        splits[split] = s = Split.load(prompts_path(split), ACTIVATIONS_DIR / split, cfg.token, cfg.char_bin)
         for hook in hooks:  # refuse mismatched inputs before fitting anything
             check_meta(hook_path(s.act_dir, hook), s.sha256, s.n_tokens, card["name"], s.points.rows)
     train, val, heldout = splits["train"], splits["val"], splits["heldout"]
     logger.info(
-        "probing %d layers of %s: %d train, %d val and %d held-out points (%s token(s) of each word); %s",
+        "probing %d layers of %s: %d train, %d val and %d held-out points (%s token(s) of each unit%s); %s",
         len(hooks),
         card["name"],
         len(train.points),
         len(val.points),
         len(heldout.points),
         cfg.token,
+        f", a ridge regression beside the classifier over counts in bins of {cfg.char_bin}" if train.ordinal else "",
         cfg,
     )
     device = resolve_device(os.environ.get("EMERGENT_POS_DEVICE", "auto")) if cfg.backend == "torch" else "cpu"
@@ -56,8 +60,13 @@ def main() -> None:
             "model": card["name"],
             "init": card["init"],
             "token": cfg.token,
+            "config": dataclasses.asdict(cfg),
             "n_train": len(train.points),
-            "n_words": int(train.points.n_words[0]),
+            "scheme": str(read_parquet(prompts_path("train"), columns=["scheme"]).scheme.iloc[0]),
+            "ordinal": train.ordinal,
+            "char_bin": cfg.char_bin if train.ordinal else None,
+            "n_units": int(train.points.n_units[0]),
+            "prefixes": json.loads((PROMPTS_DIR / "summary.json").read_text())["prefixes"],
             "layers": {str(layer): {"hook": hooks[layer], **info} for layer, info in results.facts.items()},
         },
     )

@@ -10,7 +10,8 @@ import pytest
 from emergent_pos.dataset.words import SEED_PREFIX, source_words
 from emergent_pos.model.build import save_model
 from emergent_pos.model.config import ModelConfig, ToyConfig
-from emergent_pos.model.organism import build_toy_model, tokenizer_texts, train_tokenizer
+from emergent_pos.model.corpus import fixed_texts
+from emergent_pos.model.organism import build_toy_model, train_tokenizer
 from helpers import REPO, TINY_TOY, copy_finished, copy_project, dvc, sh, write_params
 
 
@@ -19,7 +20,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained 2-layer GPT-2 with the organism's tokenizer, saved like the model stage does."""
     toy = ToyConfig(**TINY_TOY)
     words, freqs = source_words("wordfreq", toy.n_source_words)
-    tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), toy.vocab_size)
+    tok = train_tokenizer(words, freqs, fixed_texts(SEED_PREFIX, toy), toy.vocab_size)
     model = build_toy_model(toy, tok).eval()
     out = tmp_path_factory.mktemp("model") / "model"
     save_model(model, tok, ModelConfig(), seed=0, out=out)
@@ -30,6 +31,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def workdir(tmp_path: Path) -> Path:
     """A directory laid out like the repo (stages/, dvc.yaml, params.yaml) for running stage scripts."""
     shutil.copytree(REPO / "stages", tmp_path / "stages")
+    shutil.copytree(REPO / "texts", tmp_path / "texts")
     shutil.copy2(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     write_params(tmp_path / "params.yaml")
     return tmp_path

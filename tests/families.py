@@ -5,10 +5,19 @@ Each has a tokenizer trained here in its family's style and saved as its family 
 ``AutoTokenizer`` loads it through the same class a hub download would:
 
 * byte-level BPE with ``Ġ`` word starts (GPT-2, GPT-NeoX/Pythia, Mamba, OPT with its
-  ``</s>`` BOS added by default, Qwen2 without any BOS, Bloom);
+  ``</s>`` BOS added by default, Qwen2 without any BOS, Bloom, Llama-3 with its
+  ``<|begin_of_text|>`` added by default);
 * SentencePiece-style ``▁`` word starts with byte fallback: Llama's old ``tokenizer.json``
   (normalizer prepends ``▁`` and replaces spaces, decoder strips the first space), the
-  newer one (``Metaspace`` pre-tokenizer and decoder), and Gemma's (no prefix space).
+  newer one (``Metaspace`` pre-tokenizer and decoder), and Gemma's (no prefix space, for
+  Gemma, Gemma-2 and Gemma-3).
+
+The models cover the shapes the mechanism stages must read from each architecture:
+learned position embeddings (GPT-2, OPT), rotary (Pythia, Llama, Qwen2, Gemma) and ALiBi
+(Bloom); attention output biases (GPT-2, OPT, Pythia, Bloom) or none (Llama, Qwen2,
+Gemma); grouped-query attention (Llama-3 4:1, the Metaspace Llama and Gemma 2:1);
+parallel attention and MLP (Pythia); post-attention norms (Gemma-2, Gemma-3); no
+attention at all (Mamba).
 """
 
 from __future__ import annotations
@@ -64,8 +73,21 @@ def sentencepiece(style: str, specials: list[str]) -> Tokenizer:
             + ([decoders.Strip(" ", 1, 0)] if prepend else [])
         )
     byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    # SentencePiece never merges across a word boundary, a newline or punctuation; HF's BPE
+    # trainer without these splits would (a repeated text would become one token), so they
+    # hold while training only: the saved tokenizer.json keeps the family's own layout
+    kept = tok.pre_tokenizer
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            *([kept] if kept is not None else []),
+            pre_tokenizers.Split("▁", behavior="merged_with_next"),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Split("\n", behavior="isolated"),
+        ]
+    )
     trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=specials + byte_tokens, show_progress=False)
     tok.train_from_iterator(_texts(style == "gemma"), trainer)
+    tok.pre_tokenizer = kept
     return tok
 
 
@@ -163,6 +185,44 @@ def _bloom(d: Path) -> Any:
     tok = byte_level(["<unk>", "<s>", "</s>", "<pad>"])
     save_tokenizer(tok, d, "BloomTokenizer", "<s>", "</s>", False, unk_token="<unk>", pad_token="<pad>")
     return transformers.BloomConfig(hidden_size=32, n_layer=2, n_head=2)
+
+
+@family("llama3")
+def _llama3(d: Path) -> Any:
+    """Llama-3: byte-level BPE with ``<|begin_of_text|>`` added by default, grouped-query attention
+    (4 query heads share 1 key/value head), llama3 rotary scaling."""
+    tok = byte_level(["<|begin_of_text|>", "<|end_of_text|>"])
+    save_tokenizer(tok, d, "PreTrainedTokenizerFast", "<|begin_of_text|>", "<|end_of_text|>", True)
+    rope = {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    }
+    small = {**SMALL, "num_attention_heads": 4}
+    return transformers.LlamaConfig(max_position_embeddings=128, num_key_value_heads=1, rope_parameters=rope, **small)
+
+
+@family("gemma2")
+def _gemma2(d: Path) -> Any:
+    """Gemma-2: norms after the attention and MLP outputs, logit soft-capping, sliding-window layers."""
+    tok = sentencepiece("gemma", ["<pad>", "<eos>", "<bos>", "<unk>"])
+    save_tokenizer(tok, d, "GemmaTokenizer", "<bos>", "<eos>", True, unk_token="<unk>", pad_token="<pad>")
+    return transformers.Gemma2Config(
+        max_position_embeddings=128, num_key_value_heads=1, head_dim=16, sliding_window=16, **SMALL
+    )
+
+
+@family("gemma3")
+def _gemma3(d: Path) -> Any:
+    """Gemma-3 (text): post-norms like Gemma-2, query/key norms, local and global layers."""
+    tok = sentencepiece("gemma", ["<pad>", "<eos>", "<bos>", "<unk>"])
+    save_tokenizer(tok, d, "GemmaTokenizer", "<bos>", "<eos>", True, unk_token="<unk>", pad_token="<pad>")
+    return transformers.Gemma3TextConfig(
+        max_position_embeddings=128, num_key_value_heads=1, head_dim=16, sliding_window=16, **SMALL
+    )
 
 
 def build_family(name: str, out: Path, seed: int = 0) -> Path:

@@ -39,11 +39,11 @@ TINY_PARAMS = {
     "dictionary": {"source": "wordfreq", "n_words": 2000, "max_tokens": 3, "train_fraction": 0.8},
     "prompts": {
         "prefix": SEED_PREFIX,
-        "n_words": 7,
+        "n_units": 7,
         "n_train": 60,
         "n_val": 40,
         "n_heldout": 30,
-        "eval_n_words": [5, 9],
+        "eval_n_units": [5, 9],
         "prepend_bos": True,
     },
     "activations": {"dtype": "float32", "processing": "raw"},
@@ -73,7 +73,7 @@ ENV = {
     "GIT_COMMITTER_EMAIL": "t@t",
 }
 # What a clone of the repo needs to run the pipeline (generated and local files excluded).
-PROJECT_FILES = ["dvc.yaml", "stages", "src", ".dvcignore", ".gitignore", ".dvc"]
+PROJECT_FILES = ["dvc.yaml", "stages", "src", "texts", ".dvcignore", ".gitignore", ".dvc"]
 IGNORED = shutil.ignore_patterns("cache", "tmp", "config.local", "__pycache__", "*.egg-info")
 
 
@@ -160,3 +160,8 @@ def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def no_hooks(idx, lengths) -> list:
+    """A hook maker of the causal tests that adds no hooks: the clean run."""
+    return []

@@ -33,8 +33,11 @@ def test_params_yaml_lists_every_key_at_its_default() -> None:
 @pytest.mark.parametrize(
     ("section", "values", "key"),
     [
-        ("prompts", {"n_words": 0}, "prompts.n_words"),
-        ("prompts", {"n_words": "seven"}, "prompts.n_words"),
+        ("prompts", {"n_units": 0}, "prompts.n_units"),
+        ("prompts", {"n_units": "seven"}, "prompts.n_units"),
+        ("prompts", {"scheme": "word_in_paragraph"}, "prompts.scheme"),
+        ("prompts", {"unit_words": [3, 1]}, "prompts.unit_words"),
+        ("prompts", {"n_train": 1, "train_prefixes": ["Hello.\nWhen"]}, "prompts.n_train"),
         ("prompts", {"colour": "red"}, "prompts.colour"),
         ("dictionary", {"train_fraction": 1.0}, "dictionary.train_fraction"),
         ("dictionary", {"train_fraction": 0}, "dictionary.train_fraction"),

@@ -23,7 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import LabelBinarizer, StandardScaler
 
 from emergent_pos.activations.store import hook_path, read_meta, read_rows, stored_hooks, stored_rows
 from emergent_pos.dataset.labels import Points
@@ -40,40 +44,42 @@ HEADLINE = Path("metrics/probes.json")
 SUMMARY_COLUMNS = ["layer", *HEADLINE_COLUMNS]
 
 
-class ProbeClassifier(ClassifierMixin, BaseEstimator):
-    """A saved probe as a fitted scikit-learn classifier that takes raw activations.
-
-    ``coef_`` and ``intercept_`` fold the standardisation in, so
-    ``decision_function(X) = X @ coef_.T + intercept_`` equals the stored probe's
-    ``((X - mean) / scale) @ coef.T + intercept``. ``predict_proba`` is the softmax of
-    those logits (``multi_class="multinomial"``, the default) or scikit-learn's
-    normalised one-vs-rest sigmoids (``"ovr"``).
+def sklearn_probe(probe: LinearProbe, config: dict) -> FrozenEstimator:
+    """A saved probe as scikit-learn's own objects: ``FrozenEstimator(make_pipeline(StandardScaler(),
+    LogisticRegression(...)))`` carrying the saved mean, scale, ``coef_``, ``intercept_`` and
+    ``classes_``, so ``predict``, ``predict_proba`` and ``decision_function`` take raw
+    activations and ``clone(probe.estimator)`` is an unfitted pipeline with the same
+    settings, to refit on other activations. A one-vs-rest probe (the seed's
+    ``probe.multi_class: ovr``) is a ``OneVsRestClassifier`` of binary logistic regressions.
     """
-
-    def __init__(self, probe: LinearProbe, multi_class: str = "multinomial") -> None:
-        self.probe = probe
-        self.multi_class = multi_class
-        self.classes_ = probe.classes
-        self.coef_ = probe.coef / probe.scale
-        self.intercept_ = probe.intercept - (probe.mean / probe.scale) @ probe.coef.T
-        self.n_features_in_ = probe.coef.shape[1]
-
-    def fit(self, X: Any, y: Any) -> ProbeClassifier:  # noqa: N803 (scikit-learn's names)
-        raise NotImplementedError("a saved probe is already fitted; refit with `dvc repro probes`")
-
-    def decision_function(self, X: Any) -> np.ndarray:  # noqa: N803
-        return np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
-
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
-        logits = self.decision_function(X)
-        if self.multi_class == "ovr":
-            p = 1 / (1 + np.exp(-logits))
-        else:
-            p = np.exp(logits - logits.max(1, keepdims=True))
-        return p / p.sum(1, keepdims=True)
-
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+    d = probe.coef.shape[1]
+    scaler = StandardScaler(
+        with_mean=bool(config.get("standardize", True)), with_std=bool(config.get("standardize", True))
+    )
+    scaler.mean_, scaler.scale_, scaler.var_ = probe.mean, probe.scale, probe.scale**2
+    scaler.n_features_in_, scaler.n_samples_seen_ = d, 1
+    settings = {k: config[k] for k in ("C", "tol", "max_iter", "solver") if k in config}
+    if config.get("solver") not in (None, "lbfgs", "newton-cg", "newton-cholesky", "sag", "saga", "liblinear"):
+        settings.pop("solver")
+    if config.get("backend") == "torch":
+        settings["solver"] = "lbfgs"  # the torch backend solves the same multinomial problem
+    if config.get("multi_class") == "ovr":
+        ovr = OneVsRestClassifier(LogisticRegression(**settings))
+        ovr.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(probe.classes)
+        ovr.classes_ = probe.classes
+        ovr.estimators_ = []
+        for k in range(len(probe.classes)):
+            binary = LogisticRegression(**settings)
+            binary.coef_, binary.intercept_ = probe.coef[k : k + 1], probe.intercept[k : k + 1]
+            binary.classes_, binary.n_features_in_ = np.array([0, 1]), d
+            ovr.estimators_.append(binary)
+        ovr.n_features_in_ = d
+        head: Any = ovr
+    else:
+        head = LogisticRegression(**settings)
+        head.coef_, head.intercept_, head.classes_, head.n_features_in_ = probe.coef, probe.intercept, probe.classes, d
+        head.n_iter_ = np.array([probe.n_iter])
+    return FrozenEstimator(make_pipeline(scaler, head))
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,14 @@ class Pipeline:
 
     @classmethod
     def open(cls, root: str | Path = ".") -> Pipeline:
-        root = Path(root)
-        if not (root / "data/model").exists():
-            raise UserError(f"{root} has no data/model: run `dvc repro` (or `dvc pull`) there first")
-        return cls(root)
+        """The pipeline directory at ``root`` or the nearest one above it (the one with a ``dvc.yaml``)."""
+        start = Path(root).resolve()
+        found = next((d for d in (start, *start.parents) if (d / "dvc.yaml").is_file()), None)
+        if found is None:
+            raise UserError(f"{start} is not inside a pipeline directory (no dvc.yaml here or above it)")
+        if not (found / "data/model").exists():
+            raise UserError(f"{found} has no data/model: run `dvc repro` (or `dvc pull`) there first")
+        return cls(found)
 
     @property
     def card(self) -> dict:
@@ -95,9 +105,14 @@ class Pipeline:
         return read_card(self.root / "data/model")
 
     @property
-    def n_words(self) -> int:
-        """The word count the probes were trained on (the main evaluation set's)."""
-        return int(self._fits()["n_words"])
+    def n_units(self) -> int:
+        """The unit count the probes were trained on (the main evaluation set's)."""
+        return int(self._fits()["n_units"])
+
+    @property
+    def scheme(self) -> str:
+        """The reference scheme the prompts were built by (``prompts.scheme``)."""
+        return str(self._fits()["scheme"])
 
     def layer_hooks(self) -> list[str]:
         """The residual-stream hook of each layer; index = layer (0 = embeddings)."""
@@ -141,14 +156,13 @@ class Pipeline:
         """What the hook file records: model, hook, shape, dtypes, prompts hash, processing."""
         return vars(read_meta(hook_path(self._act_dir(split), hook)))
 
-    def probe(self, layer_or_hook: int | str) -> ProbeClassifier:
-        """The saved probe of a layer (0 = embeddings) or residual-stream hook."""
+    def probe(self, layer_or_hook: int | str) -> FrozenEstimator:
+        """The saved probe of a layer (0 = embeddings) or residual-stream hook, as scikit-learn's
+        objects (``sklearn_probe``): a frozen StandardScaler + LogisticRegression pipeline."""
         hook = self.layer_hooks()[layer_or_hook] if isinstance(layer_or_hook, int) else layer_or_hook
         layer_of(hook)  # refuses a hook that has no probe
-        raw = self._params().get("probe") or {}
-        return ProbeClassifier(
-            LinearProbe.load(probe_path(hook, self.root / "data/probes")), raw.get("multi_class", "multinomial")
-        )
+        probe = LinearProbe.load(probe_path(hook, self.root / "data/probes"))
+        return sklearn_probe(probe, self._fits().get("config", {}))
 
     def predictions(self, split: str = "val") -> pd.DataFrame:
         """The probes stage's long table (one row per point and layer; README, "File formats")."""
@@ -171,8 +185,9 @@ class Pipeline:
 
     def read_out(self, text: str, layers: list[int] | None = None, device: str = "cpu") -> pd.DataFrame:
         """The probes applied to every token of ``text`` (the ``tokens`` stage's table)."""
-        from emergent_pos.analysis.tokens import encode, load_probes, predict_tokens, uses_bos
+        from emergent_pos.analysis.tokens import encode, predict_tokens, uses_bos
         from emergent_pos.model.load import load_bridge
+        from emergent_pos.probes.linear import load_probes
 
         processing = (self._params().get("activations") or {}).get("processing", "raw")
         bridge = load_bridge(self.root / "data/model", device, processing)

@@ -72,17 +72,22 @@ def compare(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     metrics = args.metric or ["accuracy", "balanced", "position_only"]
-    field = args.layer_field if args.layers else None
-    points, notes = cmp.collect(
-        cmp.exp_show(root, args.all_commits), args.param, metrics, field, lambda rev: cmp.git_metrics(root, rev)
-    )
+    listing = cmp.exp_show(root, args.all_commits)
+    categorical = cmp.is_categorical(listing, args.param)
+    field = args.layer_field if args.layers or categorical else None
+    points, notes = cmp.collect(listing, args.param, metrics, field, lambda rev: cmp.git_metrics(root, rev))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     png, data = cmp.output_paths(args.out, args.param)
-    layers = f" and per-layer {field}" if field else ""
-    title = args.title or f"{', '.join(metrics)}{layers} vs {args.param}"
     write_json(data, cmp.as_json(points, args.param, notes))
-    save_figure(cmp.figure(points, args.param, metrics, field, title), png)
+    if categorical:
+        print(cmp.table(points, args.param))
+        title = args.title or f"{field} by layer, one line per {args.param}"
+        save_figure(cmp.by_layer(points, args.param, field, title), png)
+    else:
+        layers = f" and per-layer {field}" if field else ""
+        title = args.title or f"{', '.join(metrics)}{layers} vs {args.param}"
+        save_figure(cmp.figure(points, args.param, metrics, field, title), png)
     print(f"{len(points)} experiments -> {png}, {data}")
     return 0
 

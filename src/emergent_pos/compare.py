@@ -2,12 +2,16 @@
 
     emergent-pos compare model.revision --layers          # when does the count emerge?
     emergent-pos compare probe.C --metric accuracy --metric selectivity
+    emergent-pos compare prompts.scheme                   # a table and accuracy by layer per scheme
 
 The experiments (and the commits they branch from) are the ones ``dvc exp show --json``
 lists. That listing leaves out lists, so each point's metrics files are read whole from
 its git commit (experiments are commits under ``refs/exps``): the per-layer values and the
 intervals come from there. A ``stepN`` value (Pythia's and the organism's checkpoints)
-is read as the number N. Writes a PNG and the plotted data as JSON.
+is read as the number N; numbers spanning more than a factor of 20 get a log axis. A
+param whose values are not numbers (``prompts.scheme``, ``model.name``) gets a table,
+one row per value, and a figure of accuracy by layer, one line per value. Writes a PNG
+and the data as JSON.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from matplotlib.figure import Figure
 from emergent_pos.errors import UserError
 
 METRICS_DIR = "metrics"
-BASELINES = {"position_only", "loss_up_random"}
-"""Metrics drawn dashed: the controls the other lines are read against."""
+BASELINES = {"position_only": "accuracy", "loss_up_random": "loss_up_probe"}
+"""Metrics drawn dashed, with the metric each is read against: the baselines of the others."""
 STEP = re.compile(r"(?:step|checkpoint-)(\d+)")
 
 
@@ -44,6 +48,7 @@ class Point:
     metrics: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, list[float]] = field(default_factory=dict)
     layers: dict[int, dict[str, float]] = field(default_factory=dict)
+    probes: dict = field(default_factory=dict)  # metrics/probes.json as committed
 
 
 def exp_show(root: Path, all_commits: bool = False) -> list[dict]:
@@ -101,6 +106,12 @@ def entries(listing: list[dict], param: str) -> list[Point]:
     return points
 
 
+def is_categorical(listing: list[dict], param: str) -> bool:
+    """Whether ``param``'s values across the listed experiments are not numbers (scheme names)."""
+    values = [p.value for p in entries(listing, param)]
+    return bool(values) and all(as_number(v) is None for v in values)
+
+
 def as_number(value: Any) -> float | None:
     """A param value as a number: numbers as they are, ``stepN``/``checkpoint-N`` as N."""
     if isinstance(value, bool):
@@ -131,6 +142,7 @@ def place(points: list[Point]) -> tuple[list[Point], list[str]]:
 
 def read_point(point: Point, files: dict[str, dict], metrics: list[str], layer_field: str | None) -> None:
     """Fill ``point`` from its metrics files (name -> parsed JSON)."""
+    point.probes = files.get("probes") or {}
     for name in metrics:
         for data in files.values():
             if isinstance(data.get(name), int | float):
@@ -188,9 +200,18 @@ def collect(
     return points, notes
 
 
+def balanced_baseline(point: Point) -> float | None:
+    """The position-only baseline's balanced accuracy: what balanced accuracy is read against."""
+    for row in point.probes.get("baselines") or []:
+        if row.get("baseline") == "position_only" and isinstance(row.get("balanced_accuracy"), int | float):
+            return float(row["balanced_accuracy"])
+    return None
+
+
 def figure(points: list[Point], param: str, metrics: list[str], layer_field: str | None, title: str) -> Figure:
-    """Lines against the param; 95% intervals as bands; baselines dashed."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    """Lines against the param; 95% intervals as bands; each baseline dashed, labelled with the
+    metric it is read against (``balanced`` gets the position baseline's balanced accuracy)."""
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     numeric = all(isinstance(p.x, float) for p in points)
     xs = np.array([p.x for p in points], dtype=float) if numeric else np.arange(len(points), dtype=float)
     layers = sorted({k for p in points for k in p.layers})
@@ -205,21 +226,78 @@ def figure(points: list[Point], param: str, metrics: list[str], layer_field: str
     for name in metrics:
         have = [i for i, p in enumerate(points) if name in p.metrics]
         ys = [points[i].metrics[name] for i in have]
-        style = "k--" if name in BASELINES else next(styles, "o-")
-        label = f"{name} (control)" if name in BASELINES else f"{name} (best layer)" if layer_field else name
-        ax.plot(xs[have], ys, style, ms=4, lw=1.5 if name in BASELINES else 1.2, label=label)
+        if name in BASELINES:
+            ax.plot(xs[have], ys, "k--", lw=1.5, label=f"{name} (baseline of {BASELINES[name]})")
+            continue
+        ax.plot(xs[have], ys, next(styles, "o-"), ms=4, lw=1.2, label=f"{name} (best layer)" if layer_field else name)
         if all(name in points[i].intervals for i in have):
             lo, hi = zip(*(points[i].intervals[name] for i in have), strict=True)
             ax.fill_between(xs[have], lo, hi, color="grey", alpha=0.15)
+        if name == "balanced":
+            base = [(x, b) for x, b in zip(xs[have], (balanced_baseline(points[i]) for i in have), strict=True) if b]
+            if base:
+                ax.plot(*zip(*base, strict=True), "k:", lw=1.5, label="position_only, balanced (baseline of balanced)")
+    if numeric and len(xs) > 1 and xs.min() > 0 and xs.max() / xs.min() > 20:
+        ax.set_xscale("log")
     if not numeric:
         ax.set_xticks(xs, [str(p.x) for p in points], rotation=30, ha="right")
     ax.set_xlabel(param + (" (training step)" if numeric and any(STEP.fullmatch(str(p.value)) for p in points) else ""))
     ax.set_ylabel(layer_field or "metric")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2, loc="best")
-    fig.tight_layout()
+    fig.legend(fontsize=8, loc="outside right upper")
     return fig
+
+
+def by_layer(points: list[Point], param: str, layer_field: str, title: str) -> Figure:
+    """A categorical param: ``layer_field`` by layer, one line per value, 95% intervals as bands."""
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    for i, p in enumerate(points):
+        layers = sorted(p.layers)
+        values = [p.layers[k]["value"] for k in layers]
+        ax.plot(layers, values, marker="os^dvP*X"[i % 8], color=f"C{i}", label=f"{param}={p.x}")
+        if all("ci_low" in p.layers[k] for k in layers):
+            lo = [p.layers[k]["ci_low"] for k in layers]
+            ax.fill_between(layers, lo, [p.layers[k]["ci_high"] for k in layers], color=f"C{i}", alpha=0.2, lw=0)
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel(layer_field)
+    ax.set_xticks(sorted({k for p in points for k in p.layers}))
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.legend(fontsize=8, loc="outside right upper")
+    return fig
+
+
+def table(points: list[Point], param: str) -> str:
+    """One Markdown row per value of a categorical param, from each experiment's metrics/probes.json."""
+
+    def num(x: object, fmt: str = ".3f") -> str:
+        return format(x, fmt) if isinstance(x, int | float) else "-"
+
+    lines = [
+        f"| {param} | best layer | accuracy [95% CI] | balanced [95% CI] | best baseline (balanced) "
+        "| position-shuffled control | count vs countdown | R² [95% CI] vs best baseline |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        m = p.probes
+        ci, bci = m.get("accuracy_ci") or [None, None], m.get("balanced_ci") or [None, None]
+        bases = m.get("baselines") or []
+        top = max(bases, key=lambda b: b.get("accuracy", 0)) if bases else {}
+        layer_row = next((r for r in m.get("layers") or [] if r.get("layer") == m.get("best_layer")), {})
+        verdicts = ", ".join(f"{v['n_units']}: {v['verdict']}" for v in m.get("count_verdicts") or []) or "-"
+        r2 = "-"
+        if "r2" in m:
+            base = (m.get("r2_baselines") or [None])[0]
+            r2 = f"{num(m['r2'])} [{num(m['r2_ci'][0])}, {num(m['r2_ci'][1])}] vs {num(base)}"
+        lines.append(
+            f"| `{p.x}` | {m.get('best_layer', '-')} | {num(m.get('accuracy'))} [{num(ci[0])}, {num(ci[1])}] "
+            f"| {num(m.get('balanced'))} [{num(bci[0])}, {num(bci[1])}] "
+            f"| {top.get('baseline', '-')} {num(top.get('accuracy'))} ({num(top.get('balanced_accuracy'))}) "
+            f"| {num(layer_row.get('position_control_accuracy'))} | {verdicts} | {r2} |"
+        )
+    return "\n".join(lines)
 
 
 def output_paths(out: str | Path | None, param: str) -> tuple[Path, Path]:
@@ -241,6 +319,7 @@ def as_json(points: list[Point], param: str, notes: list[str]) -> dict:
                 "metrics": p.metrics,
                 "intervals": p.intervals,
                 "layers": {str(k): v for k, v in p.layers.items()},
+                "probes": p.probes,
             }
             for p in points
         ],

@@ -9,3 +9,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A failure the user can fix; its message is one line that says how."""
+
+
+class NotApplicable(UserError):
+    """What a stage measures does not exist in this model (no attention heads, logits it cannot
+    read): the stage completes and says so in its outputs instead of failing (``analysis/applies.py``)."""

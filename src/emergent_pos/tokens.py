@@ -1,7 +1,8 @@
 """Apply a finished pipeline's probes to any text: ``python -m emergent_pos.tokens "some text" --layer 1``.
 
-Prints one row per token: its position, the token, the word index the layer's probe
-predicts there and that prediction's probability. Run it in a pipeline directory (or
+Prints one row per token: its position, the token, the label (the unit index of the
+scheme the probes were trained on) the layer's probe predicts there and that
+prediction's probability. Run it in a pipeline directory (or
 pass ``--root``); it reads data/model, data/probes, data/prompts and params.yaml's
 ``activations.processing`` (the numerics the probes were trained on), offline.
 """
@@ -15,13 +16,14 @@ import sys
 from pathlib import Path
 
 from emergent_pos.activations.config import ActivationsConfig
-from emergent_pos.analysis.tokens import encode, load_probes, predict_tokens, table, uses_bos
+from emergent_pos.analysis.tokens import encode, predict_tokens, table, uses_bos
 from emergent_pos.config import ParamError, key, read_params
 from emergent_pos.dataset.prompts import prompt_token_ids, prompts_path
 from emergent_pos.io.cli import print_one_line
 from emergent_pos.io.files import read_parquet
 from emergent_pos.model.load import load_bridge, read_card
 from emergent_pos.model.placement import PLACEMENT_ENV, parse_placement
+from emergent_pos.probes.linear import load_probes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,12 @@ import numpy as np
 
 from emergent_pos.activations.store import hook_path, read_rows
 from emergent_pos.analysis.attribution import attribute, head_counting, logit_parts, margin
-from emergent_pos.analysis.forward import PromptSet, model_components
-from emergent_pos.analysis.tokens import load_probes
+from emergent_pos.analysis.components import Layout
+from emergent_pos.analysis.forward import PromptSet
 from emergent_pos.dataset.prompts import prompts_path
 from emergent_pos.io.files import file_sha256, read_parquet
 from emergent_pos.model.hooks import residual_hooks
+from emergent_pos.probes.linear import load_probes
 
 
 def test_parts_plus_constant_equal_the_probe_logits_of_the_stored_stream(tiny_project: Path, tiny_bridge) -> None:
@@ -21,8 +22,8 @@ def test_parts_plus_constant_equal_the_probe_logits_of_the_stored_stream(tiny_pr
     table = read_parquet(prompts_path("val", tiny_project / "data/prompts"))
     ps = PromptSet.from_table(table, 7, 6)
     probes = load_probes(n_layers, root=tiny_project / "data/probes")
-    att = attribute(tiny_bridge, ps, probes, model_components(tiny_bridge), batch_size=4)
-    rows = np.concatenate([ps.rows[i][ps.ends_word[i] & (ps.word_index[i] >= 0)] for i in range(len(ps))])
+    att = attribute(tiny_bridge, ps, probes, Layout.read(tiny_bridge), batch_size=4)
+    rows = np.concatenate([ps.rows[i][ps.probed(i)] for i in range(len(ps))])
     sha, n = file_sha256(prompts_path("val", tiny_project / "data/prompts")), len(table)
     for j, layer in enumerate(att.layers):
         stored = read_rows(
@@ -70,5 +71,5 @@ def test_stage_metrics(tiny_project: Path) -> None:
     assert set(att["layers"]) == {"0", "1", "2"}
     assert all(v["identity_error"] < 1e-3 for v in att["layers"].values())
     heads = json.loads((tiny_project / "data/heads/heads.json").read_text())
-    assert len(heads["heads"]) == 4 and set(heads["heads"][0]) >= {"own_word_start", "bos"}
+    assert len(heads["heads"]) == 4 and set(heads["heads"][0]) >= {"own_unit_start", "bos"}
     assert (tiny_project / "plots/heads/scores.png").stat().st_size > 0

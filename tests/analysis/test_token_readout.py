@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emergent_pos.analysis.tokens import encode, load_probes, predict_tokens
+from emergent_pos.analysis.tokens import encode, predict_tokens
 from emergent_pos.dataset.prompts import prompt_token_ids, prompts_path
 from emergent_pos.io.files import read_parquet
+from emergent_pos.probes.linear import load_probes
 from emergent_pos.probes.predictions import PREDICTIONS
 from emergent_pos.tokens import main as tokens_main
 
@@ -17,7 +18,7 @@ from emergent_pos.tokens import main as tokens_main
 def a_retokenizing_prompt(project: Path, tokenizer) -> tuple[int, str, np.ndarray]:
     """A main-set validation prompt whose decoded text tokenizes back to its ids."""
     table = read_parquet(prompts_path("val", project / "data/prompts"))
-    main = table[(table.prefix_id == 0) & (table.n_words == 7)]
+    main = table[(table.prefix_id == 0) & (table.n_units == 7)]
     for pid, ids in zip(main.prompt_id.unique(), prompt_token_ids(main), strict=True):
         text = tokenizer.decode(ids[1:])
         if encode(tokenizer, text, bos=True) == [int(i) for i in ids]:
@@ -33,7 +34,7 @@ def test_function_and_command_equal_the_stored_predictions(
     stored = pred[(pred.prompt_id == pid) & (pred.layer == 1)].sort_values("position")
     df = predict_tokens(tiny_bridge, load_probes(2, [1], tiny_project / "data/probes"), [int(i) for i in ids])
     at_ends = df.set_index("position").loc[stored.position.to_numpy()]
-    np.testing.assert_array_equal(at_ends.word_index.to_numpy(), stored.probe.to_numpy())
+    np.testing.assert_array_equal(at_ends.predicted.to_numpy(), stored.probe.to_numpy())
 
     # the command's code, in this process (`python -m emergent_pos.tokens` runs this main)
     assert tokens_main([text, "--layer", "1", "--root", str(tiny_project), "--device", "cpu"]) == 0

@@ -1,4 +1,4 @@
-"""The prompt recipe: labels, uniform token lengths, split hygiene, context checks."""
+"""The prompt tables: the seed's recipe (the default scheme), uniform token lengths, split hygiene, context checks."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from emergent_pos.dataset.dictionary import build_dictionary
 from emergent_pos.dataset.prompts import (
     PrefixIds,
     build_prompts,
-    check_fits,
+    check_lengths,
+    check_prefix_fits,
     prompt_token_ids,
     retokenization_rate,
     same_length_prefix,
@@ -38,9 +39,10 @@ def test_table_is_consistent(setup: tuple) -> None:
     prefix = PrefixIds.build(tok, cfg)
     for split, n in (("train", cfg.n_train), ("val", cfg.n_val), ("heldout", cfg.n_heldout)):
         df = tables[split]
-        df = df[df.n_words == cfg.n_words]  # the main set (validation also holds other lengths)
-        assert df.prompt_id.nunique() == n
-        assert df.is_word_end.sum() == n * cfg.n_words == df.is_word_start.sum()
+        df = df[(df.n_units == cfg.n_units) & (df.prefix_id == 0)]  # the main set (validation holds more)
+        assert df.prompt_id.nunique() == n and (df.scheme == "word_in_sentence").all()
+        assert df.is_word_end.sum() == n * cfg.n_units == df.is_word_start.sum() == df.unit_end.sum()
+        assert (df.label == df.word_index).all() and (df.unit_end == df.is_word_end).all()
         for ids in prompt_token_ids(df)[:20]:
             assert list(ids[: len(prefix.ids)]) == prefix.ids
         assert ids[0] == tok.bos_token_id
@@ -55,20 +57,23 @@ def test_table_is_consistent(setup: tuple) -> None:
         # absolute position of the word end = prefix + cumulative word lengths - 1
         first = ends[ends.word_index == 0]
         assert (first.position == len(prefix.ids) + first.word_n_tokens - 1).all()
+        # the nearer confound: tokens since the anchor (the prefix's last token)
+        assert (ends.confound == ends.position - (len(prefix.ids) - 1)).all()
+        assert (ends.anchor == len(prefix.ids) - 1).all()
 
 
 def test_evaluation_lengths_and_heldout_prompts(setup: tuple) -> None:
     """Validation repeats the recipe at each evaluation length; held-out prompts use training words."""
     tok, train, val, cfg, tables = setup
     df = tables["val"]
-    assert sorted(df.n_words.unique()) == sorted([cfg.n_words, *cfg.eval_n_words])
-    for m in cfg.eval_n_words:
-        part = df[df.n_words == m]
+    assert sorted(df.n_units.unique()) == sorted([cfg.n_units, *cfg.eval_n_units])
+    for m in cfg.eval_n_units:
+        part = df[df.n_units == m]
         assert part.prompt_id.nunique() == cfg.n_val and (part.prefix_id == 0).all()
         assert part.is_word_end.sum() == cfg.n_val * m
         assert sorted(part[part.is_word_end].word_index.unique()) == list(range(m))
         assert set(part.word) - {""} <= set(val.word)
-    assert df.prompt_id.nunique() == cfg.n_val * (1 + len(cfg.eval_n_words))
+    assert df.prompt_id.nunique() == cfg.n_val * (1 + len(cfg.eval_n_units) + 1)  # + the paragraph variant
     held = tables["heldout"]
     assert set(held.word) - {""} <= set(train.word)
     assert not held.token_id.equals(tables["train"].token_id.iloc[: len(held)])  # new prompts, not a copy
@@ -122,6 +127,53 @@ def test_retokenization_and_context_check(setup: tuple) -> None:
     tok, _, _, cfg, tables = setup
     prefix = PrefixIds.build(tok, cfg)
     assert retokenization_rate(tables["val"], tok, prefix) > 0.9
-    check_fits(prefix, cfg, 3, n_ctx=128)
-    with pytest.raises(ParamError, match="prompts.n_words"):
-        check_fits(prefix, PromptsConfig(n_words=60), 3, n_ctx=128)
+    check_prefix_fits(prefix, cfg, n_ctx=128)
+    check_lengths(tables, cfg, n_ctx=128)
+    # more units than the context holds: the count is blamed, not the prefix
+    for n in (128, 100000):
+        with pytest.raises(ParamError, match="prompts.n_units"):
+            check_prefix_fits(prefix, PromptsConfig(n_units=n), n_ctx=128)
+    by_count = {"val": tables["val"][tables["val"].prefix_id == 0]}  # 5, 7 and 9 units: the 9s are longest
+    with pytest.raises(ParamError, match=r"prompts.eval_n_units=\[5, 9\]: prompts reach"):
+        check_lengths(by_count, cfg, n_ctx=30)
+    with pytest.raises(ParamError, match="prompts.n_units=7: prompts reach"):
+        check_lengths({"train": tables["train"]}, cfg, n_ctx=30)
+    # a prefix that fills the context is the prefix's fault
+    with pytest.raises(ParamError, match="prompts.prefix.*leaving no room"):
+        check_prefix_fits(prefix, cfg, n_ctx=len(prefix.ids) + 2)
+
+
+def test_training_prefixes_share_the_training_prompts(setup: tuple) -> None:
+    """``prompts.train_prefixes``: the training prompts are split over the prefixes; each is also a
+    validation set (with validation words), beside the held-out prefixes."""
+    tok, train, val, _, _ = setup
+    cfg = PromptsConfig(n_train=90, n_val=20, train_prefixes=["Hello.\nWhen"], eval_prefixes=["Once.\nWhen"])
+    tables = build_prompts(train, val, tok, cfg, 3, seed=0)
+    by_prefix = tables["train"].groupby("prefix_id").prompt_id.nunique()
+    assert by_prefix.to_dict() == {0: 45, 1: 45}
+    assert tables["train"].prompt_id.nunique() == 90  # ids run on across prefixes
+    assert sorted(tables["val"][tables["val"].n_units == 7].prefix_id.unique()) == [0, 1, 2, 3]  # 3: the paragraph set
+
+
+def test_too_few_training_prompts_is_one_line_naming_n_train(setup: tuple) -> None:
+    tok, train, val, _, _ = setup
+    with pytest.raises(ParamError, match="prompts.n_train=1: the training prompts hold no word of"):
+        build_prompts(train, val, tok, PromptsConfig(n_train=1, n_units=2), 3, seed=0)
+
+
+def test_the_paragraph_variant_restarts_the_count_at_the_full_stop_and_capital(setup: tuple) -> None:
+    """word_in_sentence's ``paragraph`` set: a second sentence after ". When", labelled from 0
+    again, counting from that anchor; its units keep counting (7..13), under a prefix_id of its own."""
+    tok, _, _, cfg, tables = setup
+    val = tables["val"]
+    para = val[val.prefix_id == val.prefix_id.max()]
+    assert para.prompt_id.nunique() == cfg.n_val and (para.n_units == 7).all()
+    prompt = para[para.prompt_id == para.prompt_id.min()]
+    ends = prompt[prompt.unit_end]
+    assert ends.label.tolist() == [*range(7), *range(7)] and ends.unit.tolist() == list(range(14))
+    text = tok.decode(prompt.token_id.tolist())
+    assert text.count(". When") == 1 and text.endswith(ends.word.iloc[-1])
+    restart = int(prompt[prompt.label.eq(-1) & (prompt.position > ends.position.iloc[6])].position.max())
+    second = ends.iloc[7:]
+    assert (second.anchor == restart).all() and (second.confound == second.position - restart).all()
+    assert tok.decode(prompt.token_id.tolist()[: restart + 1]).endswith(". When")

@@ -39,7 +39,8 @@ def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:
 
     from emergent_pos.config import ParamError
     from emergent_pos.model.config import ModelConfig
-    from emergent_pos.model.organism import tokenizer_texts, train_organism, train_tokenizer
+    from emergent_pos.model.corpus import fixed_texts
+    from emergent_pos.model.organism import train_organism, train_tokenizer
 
     cfg = ToyConfig(**{**TINY_TOY, "steps": 6, "batch_size": 4, "seq_len": 32})
     words, freqs = source_words("wordfreq", cfg.n_source_words)
@@ -47,7 +48,7 @@ def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:
     assert [row["step"] for row in full] == list(range(6))
     model, _, prefix = train_organism(words, freqs, SEED_PREFIX, cfg, seed=0, stop_after=3)
     assert prefix == full[:3]
-    tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), cfg.vocab_size)
+    tok = train_tokenizer(words, freqs, fixed_texts(SEED_PREFIX, cfg), cfg.vocab_size)
     corpus = Corpus.build(tok, words, SEED_PREFIX, cfg)
     rng = np.random.default_rng(0)
     batch = [corpus.batch(rng, cfg) for _ in range(4)][-1]

@@ -103,3 +103,31 @@ def test_edits_outside_the_model_leave_the_model_stage_alone(project_copy: Path)
     status = json.loads(dvc(root, "status", "--json"))
     assert "model" not in status, status
     assert {"dictionary", "prompts", "activations", "probes", "report"} <= set(status), status
+
+
+LATER = ("probes", "report", "analysis")
+"""Phases after the activations: nothing of theirs may invalidate stored activations."""
+LATER_SECTIONS = ("probe", "report", "heads", "attribution", "interventions", "tokens")
+
+
+def test_the_activations_stage_depends_on_nothing_of_a_later_phase() -> None:
+    stage = _stages()["activations"]
+    code = [d for d in stage["deps"] if d.startswith(f"src/{PACKAGE}/")]
+    assert not [d for d in code if d.split("/")[2] in LATER], code
+    assert not [p for p in stage["params"] if str(p).split(".")[0] in LATER_SECTIONS], stage["params"]
+
+
+@pytest.mark.slow
+def test_probe_report_and_analysis_edits_leave_the_activations_alone(project_copy: Path) -> None:
+    """Editing every probe, report and analysis module and their params reruns the probes onward,
+    never the extraction (minutes on GPT-2 small on a CPU, hours for a 7B model)."""
+    root = project_copy
+    package = root / "src" / PACKAGE
+    edited = [p for phase in LATER for p in (package / phase).rglob("*.py")]
+    assert len(edited) > 15
+    for path in edited:
+        path.write_text(path.read_text() + "\n# an edit\n")
+    write_params(root / "params.yaml", probe={"token": "first", "C": 0.5}, report={"layers": [0]})
+    status = json.loads(dvc(root, "status", "--json"))
+    assert "activations" not in status and "model" not in status, status
+    assert {"probes", "report"} <= set(status), status

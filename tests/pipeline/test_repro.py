@@ -63,7 +63,7 @@ def test_full_pipeline_outputs(repo: Path) -> None:
         assert {"balanced_accuracy", "balanced_ci_low", "selectivity", "position_control_selectivity"} <= set(r)
         assert {"heldout_accuracy", "word_control_accuracy", "word_control_selectivity"} <= set(r)
         assert {"train_accuracy", "n_iter", "convergence_warnings"} <= set(r)
-    assert set(probes["baselines"]) == {"majority", "position_only", "position_and_space"}
+    assert set(probes["baselines"]) == {"majority", "position_only", "confound_only", "position_and_space"}
     report = json.loads((repo / "data/report/report.json").read_text())
     for layer in ("0", "1", "2"):
         r = probes["layers"][layer]
@@ -76,12 +76,14 @@ def test_full_pipeline_outputs(repo: Path) -> None:
     for name in ("accuracy_by_layer.png", "key_plot_layer_01.png", "confusion_layer_01.png"):
         assert (repo / "plots/report" / name).stat().st_size > 0
     series = json.loads((repo / "plots/accuracy_by_layer.json").read_text())
-    assert {r["layer"] for r in series} == {0, 1, 2} and len({r["series"] for r in series}) == 6
+    assert {r["layer"] for r in series} == {0, 1, 2} and len(
+        {r["series"] for r in series}
+    ) == 7  # probe, balanced, control, four baselines
     assert not (repo / "plots/report/key_plot_layer_00.png").exists()  # report.layers: [1]
     assert (repo / "plots/model/training_loss.png").exists()
     # the saved probe, applied to the stored activations, reproduces the reported accuracy
     pred = at_layer(main_set(pd.read_parquet(repo / "data/probes/predictions_val.parquet"), 7), 1)
-    assert np.mean(pred.word_index == pred.probe) == pytest.approx(probes["layers"]["1"]["accuracy"], abs=5e-5)
+    assert np.mean(pred.label == pred.probe) == pytest.approx(probes["layers"]["1"]["accuracy"], abs=5e-5)
     assert LinearProbe.load(repo / f"data/probes/{hooks[1]}.npz").coef.shape == (7, 32)
 
 
@@ -107,9 +109,13 @@ def test_plot_definitions_are_complete_and_not_repeated(repo: Path) -> None:
     for spec in vega.values():
         enc = spec["encoding"]
         assert spec["title"]["text"] and not spec["title"]["text"].startswith("plots/")
-        assert enc["x"]["title"] and enc["y"]["title"]
-    by_layer = vega["plots/accuracy_by_layer.json"]["encoding"]
+        assert enc["x"]["title"] and (enc.get("y") or spec["layer"][-1]["encoding"]["y"])["title"]
+    spec = vega["plots/accuracy_by_layer.json"]
+    by_layer = spec["encoding"]
     assert by_layer["color"]["field"] == "series" and by_layer["x"]["axis"]["format"] == "d"  # integer layer ticks
+    band, line = spec["layer"]  # the intervals the legend promises, and series told apart by dash, not colour alone
+    assert band["encoding"]["y"]["field"] == "ci_low" and band["encoding"]["y2"]["field"] == "ci_high"
+    assert line["encoding"]["strokeDash"]["field"] == "series"
 
 
 def test_second_repro_does_nothing(repo: Path) -> None:
@@ -179,22 +185,22 @@ def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) ->
         assert r["convergence_warnings"] == 0
 
 
-def test_storing_only_probed_tokens_gives_the_same_probes(repo: Path) -> None:
-    """``activations.tokens: probed`` writes the probed rows alone; every reader gets the same numbers."""
+def test_storing_only_unit_ends_gives_the_same_probes(repo: Path) -> None:
+    """``activations.tokens: ends`` writes the rows the default probe reads; every reader gets the same numbers."""
     before = {f: (repo / f).read_bytes() for f in ("data/report/probes.json", "data/probes/predictions_val.parquet")}
     hook = hook_path(repo / "data/activations/val", "blocks.1.hook_resid_post")
     size = hook.stat().st_size
     params = {"report": {"layers": [0, 2]}, "probe": {"C": 0.1, "backend": "torch"}}
-    write_params(repo / "params.yaml", **params, activations={"tokens": "probed"})
+    write_params(repo / "params.yaml", **params, activations={"tokens": "ends"})
     # the probes' outputs come out byte-identical, so DVC has no reason to rerun the report
     assert ran(dvc(repo, "repro", "report")) == ["check", "activations", "probes"]
     assert {f: (repo / f).read_bytes() for f in before} == before
     meta = read_meta(hook)
     val = pd.read_parquet(repo / "data/prompts/val.parquet")
-    assert meta.tokens == "probed:last" and meta.n_rows == val.is_word_end.sum() < meta.n_tokens == len(val)
+    assert meta.tokens == "ends" and meta.n_rows == val.unit_end.sum() < meta.n_tokens == len(val)
     assert hook.stat().st_size < size / 3
     x, rows = Pipeline(repo).activations("blocks.1.hook_resid_post")
-    assert len(x) == meta.n_rows and rows.is_word_end.all()
+    assert len(x) == meta.n_rows and rows.unit_end.all()
     write_params(repo / "params.yaml", **params)  # back to every token: restored from the run-cache
     assert ran(dvc(repo, "repro", "report")) == []
     assert read_meta(hook).tokens == "all" and hook.stat().st_size == size
@@ -206,17 +212,17 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
         report={"layers": [0, 2]},
         probe={"C": 0.1, "token": "all", "train_balance": "position", "solver": "saga", "seeds": 2},
         prompts={
-            "n_words": 5,
-            "eval_n_words": [4, 6],
+            "n_units": 5,
+            "eval_n_units": [4, 6],
             "eval_prefixes": ["", "Hello.\nWhen"],
             "words": "random_tokens",
         },
         activations={"extra_hooks": ["blocks.1.attn.hook_z", "blocks.0.hook_mlp_out"]},
     )
-    # prompts.n_words reruns prompts onward but not the model
+    # prompts.n_units reruns prompts onward but not the model
     assert ran(dvc(repo, "repro", "report")) == ["check", "prompts", "activations", "probes", "report"]
     pred = pd.read_parquet(repo / "data/probes/predictions_val.parquet")
-    assert set(np.unique(pred.word_index[pred.n_words == 5])) == set(range(5))
+    assert set(np.unique(pred.label[pred.n_units == 5])) == set(range(5))
     assert set(np.unique(pred.probe)) <= set(range(5))  # probes trained on 5 words predict 0..4
     probes = json.loads((repo / "data/report/probes.json").read_text())
     assert set(probes["prefix_transfer"]) == {"0", "1", "2", "3"}  # given prefixes + the same-length control
@@ -225,10 +231,10 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
         assert len(r["seed_accuracies"]) == 2 and r["seed_accuracy_std"] >= 0
     val = pd.read_parquet(repo / "data/prompts/val.parquet")
     assert val.prefix_id.nunique() == 4 and val.prompt_id.nunique() == (4 + 2) * 40
-    main = val[val.n_words == 5]
+    main = val[val.n_units == 5]
     words = [[w for w in main[main.prefix_id == k].word.tolist() if w] for k in range(4)]
     assert words[0] == words[1] == words[2] == words[3]
-    assert val.word[val.word_index >= 0].str.startswith("#").all()
+    assert val.word[val.label >= 0].str.startswith("#").all()
     assert (repo / "plots/report/prefix_transfer.png").exists()
     # extra hooks are stored beside the residual streams, in their own shapes
     acts = repo / "data/activations/val"

@@ -22,8 +22,8 @@ def built(tiny_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_prompt_longer_than_context(built: Path) -> None:
-    write_params(built / "params.yaml", prompts={"n_words": 60})  # 19 + 60 x 3 > 128
-    one_line_error(run_stage(built, "prompts", check=False), "prompts.n_words", "60", "context is 128")
+    write_params(built / "params.yaml", prompts={"n_units": 60})  # 19 + 60 x 2 > 128
+    one_line_error(run_stage(built, "prompts", check=False), "prompts.n_units", "60", "context is 128")
 
 
 def test_report_layer_outside_model(built: Path) -> None:
@@ -80,7 +80,7 @@ def test_killed_dvc_repro_recovers_without_cleanup(project_copy: Path) -> None:
     root = project_copy
     write_params(
         root / "params.yaml",
-        prompts={"n_train": 3000, "n_val": 1000, "eval_n_words": [], "same_length_control": False},
+        prompts={"n_train": 3000, "n_val": 1000, "eval_n_units": [], "same_length_control": False},
     )
     env = {**ENV, "EMERGENT_POS_BATCH_TOKENS": "256"}
     dvc = str(BIN / "dvc")
@@ -145,6 +145,39 @@ def test_a_bad_param_fails_before_any_output_is_removed(project_copy: Path) -> N
     )  # a misspelt section: no stage reads it, the check stage refuses it
     proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=ENV, capture_output=True, text=True)
     assert proc.returncode != 0 and "reprot" in proc.stdout + proc.stderr and "unknown section" in proc.stderr
+
+
+def test_a_missing_section_or_impossible_count_fails_in_check_before_any_output_is_removed(
+    project_copy: Path,
+) -> None:
+    """A params.yaml without a key dvc.yaml declares (the probe section deleted, the file emptied),
+    or more units than the model's context holds, is refused by `check` in one line naming the
+    key; every activation file is still there."""
+    root = project_copy
+    hook = root / "data/activations/val/blocks.1.hook_resid_post.h5"
+    before = hook.read_bytes()
+    params = __import__("yaml").safe_load((root / "params.yaml").read_text())
+    cases = [
+        ({k: v for k, v in params.items() if k != "probe"}, "probe"),
+        ({}, "seed"),
+        ({**params, "prompts": {**params["prompts"], "n_units": 100000}}, "prompts.n_units=100000"),
+        # one training prompt of two words cannot hold words of all three token lengths
+        (
+            {**params, "prompts": {**params["prompts"], "n_train": 1, "n_units": 2, "eval_n_units": [3]}},
+            "prompts.n_train=1",
+        ),
+    ]
+    for content, needle in cases:
+        (root / "params.yaml").write_text(__import__("yaml").safe_dump(content))
+        proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=root, env=ENV, capture_output=True, text=True)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        if needle != "prompts.n_train=1":  # check refuses these; a count of prompts is the prompts stage's
+            assert "Running stage 'model'" not in proc.stdout and len(errors) == 1 and needle in errors[0], errors
+        else:
+            assert len(errors) == 1 and needle in errors[0] and "no word of" in errors[0], errors
+        assert hook.read_bytes() == before
+    write_params(root / "params.yaml")
 
 
 def test_undoing_a_model_change_restores_from_the_run_cache(project_copy: Path) -> None:

@@ -29,22 +29,25 @@ def test_evaluate_reads_the_long_table_per_layer() -> None:
             "point": np.arange(n),
             "prompt_id": np.repeat(np.arange(100), 7),
             "prefix_id": 0,
-            "n_words": 7,
+            "n_units": 7,
             "position": rng.integers(20, 26, n),
-            "word_index": np.tile(np.arange(7), 100),
+            "confound": rng.integers(1, 4, n),
+            "label": np.tile(np.arange(7), 100),
             "majority": 0,
             "position_only": rng.integers(0, 7, n),
+            "confound_only": rng.integers(0, 7, n),
             "position_and_space": rng.integers(0, 7, n),
             "position_control_label": rng.integers(0, 7, n),
         }
     )
-    y = points.word_index.to_numpy()
+    y = points.label.to_numpy()
     perfect = points.assign(layer=1, hook="h1", probe=y, position_control=points.position_control_label)
     noisy = points.assign(layer=0, hook="h0", probe=np.where(rng.random(n) < 0.5, y, 0), position_control=0)
     ev = evaluate(pd.concat([noisy, perfect], ignore_index=True))
     assert ev["layers"][1]["accuracy"] == 1.0 and ev["layers"][1]["position_control_accuracy"] == 1.0
     assert ev["layers"][0]["accuracy"] == round(float(np.mean(noisy.probe == y)), 4)
-    best_baseline = max(float(np.mean(points[b] == y)) for b in ("majority", "position_only", "position_and_space"))
+    names = ("majority", "position_only", "confound_only", "position_and_space")
+    best_baseline = max(float(np.mean(points[b] == y)) for b in names)
     assert ev["layers"][1]["selectivity"] == round(1.0 - round(best_baseline, 4), 4)
     assert ev["layers"][0]["position_control_selectivity"] == round(
         ev["layers"][0]["accuracy"] - round(float(np.mean(points.position_control_label == 0)), 4), 4
@@ -53,3 +56,16 @@ def test_evaluate_reads_the_long_table_per_layer() -> None:
     r = ev["layers"][0]
     assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
     assert r["balanced_ci_low"] <= r["balanced_accuracy"] <= r["balanced_ci_high"]
+
+
+def test_r2_is_out_of_sample_and_its_interval_covers_it() -> None:
+    from emergent_pos.report.metrics import bootstrap_r2, r2
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=700)
+    pid = np.repeat(np.arange(100), 7)
+    assert r2(y, y) == 1.0 and abs(r2(y, np.full_like(y, y.mean()))) < 1e-12
+    pred = y + rng.normal(scale=0.5, size=700)
+    lo, hi = bootstrap_r2(y, pred, pid)
+    assert lo < r2(y, pred) < hi and 0.6 < r2(y, pred) < 0.9
+    assert r2(y, -y) < 0  # worse than the mean: R² is not clipped

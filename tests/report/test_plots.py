@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
 from emergent_pos.report import plots
@@ -23,16 +25,16 @@ def test_importing_the_package_sets_no_matplotlib_backend() -> None:
 def test_plot_functions_return_figures() -> None:
     rng = np.random.default_rng(0)
     y, pred, pos = rng.integers(0, 3, 60), rng.integers(0, 3, 60), rng.integers(10, 15, 60)
-    rows = [
-        {"layer": i, "probe": 0.5, "probe_ci_low": 0.4, "probe_ci_high": 0.6, "probe_balanced": 0.5}
-        | {"position_control": 0.3, "position_and_space": 0.3, "position_only": 0.2, "majority": 0.1}
-        for i in range(3)
-    ]
+    table = pd.DataFrame(
+        {"layer": range(3), "accuracy": 0.5, "accuracy_ci_low": 0.4, "accuracy_ci_high": 0.6}
+        | {"balanced_accuracy": 0.45, "balanced_ci_low": 0.4, "balanced_ci_high": 0.5, "position_control_accuracy": 0.3}
+    )
+    baselines = {"position_only": 0.2, "confound_only": 0.25, "position_and_space": 0.3, "majority": 0.1}
     transfer = {"0": {"layer_00": 0.5, "layer_01": 0.9, "position_only": 0.4}, "1": {"layer_00": 0.2, "layer_01": 0.3}}
     transfer["1"]["position_only"] = 0.1
     figures = [
         plots.key_plot(y, pred, pos, 3, "key"),
-        plots.accuracy_by_layer(rows, "acc"),
+        plots.accuracy_by_layer(table, baselines, "acc"),
         plots.confusion(np.eye(3), "confusion"),
         plots.prefix_transfer(transfer, "transfer"),
         plots.count_vs_countdown(
@@ -50,3 +52,18 @@ def test_plot_functions_return_figures() -> None:
     ]
     assert all(isinstance(f, Figure) for f in figures)
     assert [t.get_text() for t in figures[1].axes[0].get_xticklabels()] == ["0", "1", "2"]
+
+
+def test_the_accuracy_figure_takes_the_api_table_and_refuses_another() -> None:
+    """The figure draws what `Pipeline.summary()` returns (layer as a column); a table without the
+    headline columns is refused in words, not drawn as empty axes."""
+    table = pd.DataFrame({"layer": [0, 1], "accuracy": [0.5, 0.9], "accuracy_ci_low": [0.4, 0.85]})
+    with pytest.raises(ValueError, match="accuracy_ci_high"):
+        plots.accuracy_by_layer(table, {}, "acc")
+    table["accuracy_ci_high"] = [0.6, 0.95]
+    fig = plots.accuracy_by_layer(table, {"position_only": 0.3}, "acc")
+    lines = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 2]
+    assert [list(line.get_ydata()) for line in lines][0] == [0.5, 0.9]
+    assert len(fig.axes[0].collections) == 1  # the interval is drawn, as the legend says
+    records = plots.series_records(table, {"position_only": 0.3})
+    assert {"ci_low", "ci_high"} <= set(records[0]) and len(records) == 4

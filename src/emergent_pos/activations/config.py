@@ -12,9 +12,11 @@ from emergent_pos.config import ParamError
 class ActivationsConfig:
     dtype: Literal["float32", "float16"] = "float32"
     """Storage dtype of the HDF5 files; float16 halves them (the choice for large models)."""
-    tokens: Literal["all", "words", "probed"] = "all"
-    """Which tokens are stored: every one, those of the word list, or only those the probes
-    read (``probe.token``); the forward pass always runs every token."""
+    tokens: Literal["all", "units", "bounds", "ends"] = "all"
+    """Which tokens are stored: every one; those of the counted units (not the prefix: any
+    ``probe.token``); the first and last token of each unit (``probe.token: first`` or
+    ``last``); or the last only (``last``, the default probe). The forward pass always runs
+    every token; the probes refuse, in one line, a token the files lack."""
     compute_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Forward-pass precision: ``float16``/``bfloat16`` run matrix products under torch
     autocast (weights stay float32); worth it on a GPU, and it changes the values stored."""

@@ -98,7 +98,9 @@ def hook_shapes(bridge: Any, names: list[str]) -> list[tuple[int, ...]]:
     batch, pos = 2, 7
     tokens = torch.zeros((batch, pos), dtype=torch.long, device=bridge.cfg.device)
     shapes = []
-    for name, act in zip(names, capture(bridge, tokens, names), strict=True):
+    got = capture(bridge, tokens, names)
+    for name in names:
+        act = got[name]
         if tuple(act.shape[:2]) != (batch, pos):
             raise UserError(
                 f"bad parameter activations.extra_hooks: {name!r} gives {list(act.shape)} for {batch} x {pos} tokens, "
@@ -243,7 +245,7 @@ def write_activations(
     rows are in.
     """
     if rows is not None and "tokens" not in meta:
-        raise ValueError("meta must name which tokens a subset of rows is (tokens: words, probed:last, ...)")
+        raise ValueError("meta must name which tokens a subset of rows is (tokens: units, bounds, ends)")
     lengths = [len(s) for s in seqs]
     n_tokens = int(sum(lengths))
     table_rows = np.arange(n_tokens) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -321,7 +323,8 @@ def write_activations(
                 pinned = device.type == "cuda"
                 tokens = batch.tokens.pin_memory() if pinned else batch.tokens
                 with autocast:
-                    streams = capture(bridge, tokens.to(device, non_blocking=True), hooks)
+                    got = capture(bridge, tokens.to(device, non_blocking=True), hooks)
+                    streams = [got[h] for h in hooks]
                 # (batch, pos, ...) -> (stored tokens, ...): padding and unstored tokens dropped
                 index = batch.index.pin_memory() if pinned else batch.index
                 host = to_host(batch.row, streams, index, store_dtype)

@@ -70,7 +70,7 @@ class HookMeta:
     prompts_sha256: str
     processing: str
     compute_dtype: str
-    tokens: str = "all"  # which tokens are stored: all, words, or probed:<probe.token>
+    tokens: str = "all"  # which tokens are stored (activations.tokens): all, units, bounds or ends
     n_rows: int | None = None  # how many (None: n_tokens, every one)
 
     def __post_init__(self) -> None:

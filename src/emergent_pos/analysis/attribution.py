@@ -1,11 +1,12 @@
 """Direct logit attribution of each probe: its logits split into the residual stream's terms.
 
 The probe at layer L is affine in ``resid_L``, and ``resid_L`` is exactly the sum of the
-components before it (``forward.py``), so with ``w = coef / scale``
+components before it (``components.py``: the terms each architecture has), so with
+``w = coef / scale``
 
     logits = sum_c component_c @ w.T + (intercept - (mean / scale) @ coef.T)
 
-term by term. The *margin* of a point is the logit of its true word index minus the mean
+term by term. The *margin* of a point is the logit of its true label minus the mean
 logit of the other indices; it splits the same way. The stage checks the identity
 against the residual stream captured in the same pass and refuses to report parts that
 do not add up.
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from emergent_pos.analysis.forward import Component, PromptSet, capture, output_weights
+from emergent_pos.analysis.components import Component, Layout, Reader
+from emergent_pos.analysis.forward import PromptSet
+from emergent_pos.analysis.intervals import mean_ci
 from emergent_pos.errors import UserError
-from emergent_pos.model.hooks import residual_hooks
+from emergent_pos.model.hooks import capture, residual_hooks
 from emergent_pos.probes.linear import LinearProbe
 
 IDENTITY_RTOL = 1e-3
@@ -47,27 +49,6 @@ def margin(logits: np.ndarray, label_col: np.ndarray) -> np.ndarray:
     return (k * true - logits.sum(-1)) / (k - 1)
 
 
-def component_vectors(
-    got: dict[str, torch.Tensor],
-    comps: list[Component],
-    w_o: torch.Tensor,
-    b_o: torch.Tensor,
-    b: np.ndarray,
-    p: np.ndarray,
-) -> np.ndarray:
-    """``[n, C, d]``: each component's write into the residual stream at tokens ``(b[i], p[i])``."""
-    out = []
-    for c in comps:
-        if c.head is not None:
-            z = got[c.hook][b, p, c.head].float()
-            out.append(z @ w_o[c.block, c.head].float())
-        elif c.name.endswith(".attn_bias"):
-            out.append(b_o[c.block].float().expand(len(b), -1))
-        else:
-            out.append(got[c.hook][b, p].float())
-    return torch.stack(out, 1).cpu().numpy()
-
-
 @dataclass
 class Attribution:
     """Per probed point: each component's share of each chosen layer's margin."""
@@ -81,33 +62,34 @@ class Attribution:
     label: np.ndarray
     position: np.ndarray
     prompt_id: np.ndarray
-    head_outputs: np.ndarray  # [point, head, d]: every head's output (hypothesis test)
+    head_outputs: np.ndarray  # [point, head, d]: every head's output (hypothesis test; no columns without heads)
     identity_error: dict[int, float]  # max |parts + constant - probe(resid)| / max |logits|
 
 
 def attribute(
-    bridge: Any, ps: PromptSet, probes: dict[int, LinearProbe], comps: list[Component], batch_size: int = 64
+    bridge: Any, ps: PromptSet, probes: dict[int, LinearProbe], layout: Layout, batch_size: int = 64
 ) -> Attribution:
-    """Split every chosen layer's probe logits at the last token of each word into components."""
+    """Split every chosen layer's probe logits at the last token of each unit into components."""
     layers = sorted(probes)
+    comps: list[Component] = layout.components()
+    reader = Reader(bridge, layout)
     resid = residual_hooks(bridge.cfg.n_layers)
-    names = sorted({c.hook for c in comps} | {resid[layer] for layer in layers})
-    w_o, b_o = output_weights(bridge)
-    heads = [i for i, c in enumerate(comps) if c.head is not None]
+    names = sorted(set(reader.hooks) | {resid[layer] for layer in layers})
+    heads = [i for i, c in enumerate(comps) if c.kind == "head"]
     parts_all, label, position, prompt, head_out = [], [], [], [], []
     error = dict.fromkeys(layers, 0.0)
     for idx, tokens, _ in tqdm(list(ps.batches(batch_size)), desc="attribution", unit="batch"):
-        got = capture(bridge, tokens, names)
+        got = capture(bridge, tokens, names, home=bridge.cfg.device)
         b, p = [], []
         for k, i in enumerate(idx):
-            ends = np.flatnonzero(ps.ends_word[i] & (ps.word_index[i] >= 0))
+            ends = ps.probed(i)
             b += [k] * len(ends)
             p += list(ends)
-            label.append(ps.word_index[i][ends])
+            label.append(ps.label[i][ends])
             position.append(ends)
             prompt.append(np.full(len(ends), ps.prompt_id[i]))
         b, p = np.array(b), np.array(p)
-        vec = component_vectors(got, comps, w_o, b_o, b, p)
+        vec = reader.vectors(got, comps, b, p)
         head_out.append(vec[:, heads].astype(np.float32))
         per_layer = []
         for layer in layers:
@@ -151,11 +133,58 @@ def check_identity(att: Attribution, model: str) -> None:
         )
 
 
-def head_counting(outputs: np.ndarray, label: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """How well one direction of each head's output tracks the word index.
+def summarize(att: Attribution, comps: list[Component], n_classes: int, top_k: int) -> tuple[list, dict, dict | None]:
+    """The stage's tables: one row per (layer, component) with its mean margin share, interval and
+    share of each label's logit; per layer the margin, the ``top_k`` components and the identity
+    error; and the counting-head hypothesis (None without heads)."""
+    rows, summary = [], {}
+    for j, layer in enumerate(att.layers):
+        total = att.margins[:, j].sum(1) + att.constant_margin[:, j]
+        shares = {}
+        for c, name in enumerate(att.components):
+            if comps[c].first_layer > layer:
+                continue
+            shares[name] = mean_ci(att.margins[:, j, c], att.prompt_id)
+            per_index = [float(att.per_index[att.label == k, j, c, k].mean()) for k in range(n_classes)]
+            rows.append(
+                {
+                    "layer": layer,
+                    "component": name,
+                    "margin": shares[name]["mean"],
+                    "ci_low": shares[name]["ci"][0],
+                    "ci_high": shares[name]["ci"][1],
+                    **{f"logit_of_index_{k}": v for k, v in enumerate(per_index)},
+                }
+            )
+        top = sorted(shares, key=lambda n: -abs(shares[n]["mean"]))[:top_k]
+        summary[str(layer)] = {
+            "margin": mean_ci(total, att.prompt_id),
+            "constant": float(att.constant_margin[:, j].mean()),
+            "top_component": top[0],
+            "top_share": shares[top[0]]["mean"] / float(total.mean()),
+            "top": [{"component": n, **shares[n]} for n in top],
+            "identity_error": att.identity_error[layer],
+        }
+    heads = [c.name for c in comps if c.kind == "head"]
+    if not heads:
+        return rows, summary, None
+    r, partial = head_counting(att.head_outputs, att.label, att.position)
+    best = int(np.argmax(partial))
+    every = [
+        {"head": h, "r": float(a), "r_within_position": float(b)} for h, a, b in zip(heads, r, partial, strict=True)
+    ]
+    return (
+        rows,
+        summary,
+        {"head": heads[best], "r": float(r[best]), "r_within_position": float(partial[best]), "every_head": every},
+    )
 
-    The direction is the first principal component of the head's outputs at word ends;
-    returns Pearson r of the projection with the word index (sign-free: |r|) and the
+
+def head_counting(outputs: np.ndarray, label: np.ndarray, position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How well one direction of each head's output tracks the label (the seed's counting-head guess).
+
+    The direction is the first principal component of the head's outputs at the probed
+    tokens; returns Pearson r of the projection with the label (sign-free: |r|) and the
     partial r within absolute position (both centred per position), which a head that
     only sees position cannot earn.
     """

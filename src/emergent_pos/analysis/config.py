@@ -67,12 +67,13 @@ class InterventionsConfig:
     the layer of highest validation accuracy)."""
     n_prompts: int = 512
     """Validation prompts run under every intervention."""
-    n_random: int = 5
-    """Random subspaces (and steering directions) of the same rank: the control's spread."""
-    sentence_end: str = "."
-    """Text appended to each prompt, so the loss after the last word scores the sentence's end."""
-    text_file: str = ""
-    """Optional file of ordinary text whose next-token loss is measured too (``""``: none)."""
+    n_random: int = 20
+    """Random subspaces (and steering directions) of the same rank: the control's spread, reported
+    with 95% intervals of its mean and sd (5 draws left the sd, and so "random sds above",
+    uncertain by a factor of two)."""
+    text_file: str = "texts/counting.txt"
+    """Ordinary text whose next-token loss is measured too under each subspace intervention
+    (the write-up's "resample ablating the probe directions on general text"; ``""``: none)."""
     components: int | Literal["all"] = "all"
     """Heads and MLPs ablated: ``all``, or the top-k by attribution to the best layer's probe."""
     n_pairs: int = 128
@@ -104,9 +105,11 @@ DEFAULT_TEXTS = [
 @dataclass(frozen=True)
 class TokensConfig:
     texts: list[str] = field(default_factory=lambda: list(DEFAULT_TEXTS))
-    """Texts whose every token gets each layer's predicted word index."""
-    text_file: str = ""
-    """Optional file: one more text per non-empty paragraph (``""``: none)."""
+    """Texts whose every token gets each layer's predicted label (the HTML page and PNGs)."""
+    text_file: str = "texts/counting.txt"
+    """Real text, paragraphs split at blank lines: the probes are scored on the labels it defines
+    (``data/tokens/text.json``; ``""``: none). A file outside ``texts/`` is read but not tracked
+    by DVC: add it to the stage's deps in dvc.yaml."""
     layers: list[int] | Literal["all"] = "all"
     """Layers shown (0 = embeddings)."""
 

@@ -1,10 +1,7 @@
-"""What every mechanism stage shares: the prompts it runs, batches, and the model's components.
+"""What every mechanism stage shares: the prompts it runs, batches, and next-token read-outs.
 
-A *component* is one term of the residual stream's sum: the token embedding
-(``hook_embed``), the position embedding (``hook_pos_embed``, where the model has one),
-each head's output (``hook_z`` through ``W_O``), each block's attention bias (``b_O``)
-and each MLP's output (``hook_mlp_out``). Their names (``embed``, ``pos_embed``,
-``L0H3``, ``L0.attn_bias``, ``L0.mlp``) are defined here only.
+The residual stream's terms (components) are in ``components.py``; the one forward pass
+that reads hooks by name is ``model.hooks.capture``.
 """
 
 from __future__ import annotations
@@ -17,114 +14,74 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emergent_pos.analysis.components import FINAL
 from emergent_pos.dataset.labels import LABEL
 from emergent_pos.dataset.prompts import prompt_token_ids
-from emergent_pos.errors import UserError
+from emergent_pos.errors import NotApplicable
+from emergent_pos.model.hooks import capture
 
-EMBED, POS_EMBED = "hook_embed", "hook_pos_embed"
-
-
-def z_hook(block: int) -> str:
-    return f"blocks.{block}.attn.hook_z"
-
-
-def mlp_hook(block: int) -> str:
-    return f"blocks.{block}.hook_mlp_out"
-
-
-def pattern_hook(block: int) -> str:
-    return f"blocks.{block}.attn.hook_pattern"
-
-
-@dataclass(frozen=True)
-class Component:
-    """One term of the residual stream: where it is read and which slice of it."""
-
-    name: str
-    hook: str
-    block: int  # -1 for the embeddings
-    head: int | None = None  # the head's index in hook_z's head axis
-
-    @property
-    def first_layer(self) -> int:
-        """The first residual-stream layer (0 = embeddings) that contains this component."""
-        return self.block + 1
-
-
-def components(n_layers: int, n_heads: int, has_pos_embed: bool, biases: bool = True) -> list[Component]:
-    """Every component in the order the residual stream accumulates them."""
-    out = [Component("embed", EMBED, -1)]
-    if has_pos_embed:
-        out.append(Component("pos_embed", POS_EMBED, -1))
-    for b in range(n_layers):
-        out += [Component(f"L{b}H{h}", z_hook(b), b, h) for h in range(n_heads)]
-        if biases:
-            out.append(Component(f"L{b}.attn_bias", z_hook(b), b))
-        out.append(Component(f"L{b}.mlp", mlp_hook(b), b))
-    return out
-
-
-def ablatable(comps: list[Component]) -> list[Component]:
-    """The heads and MLPs: components a forward pass can replace."""
-    return [c for c in comps if c.head is not None or c.name.endswith(".mlp")]
-
-
-def model_components(bridge: Any) -> list[Component]:
-    return components(bridge.cfg.n_layers, bridge.cfg.n_heads, POS_EMBED in bridge.hook_dict)
+READOUT_RTOL = 1e-4
+"""Largest relative error of the chunked read-out against the model's own logits."""
 
 
 @dataclass(frozen=True)
 class PromptSet:
-    """Prompts of the main evaluation set with their word structure, one array per prompt.
+    """Prompts of the main evaluation set with their unit structure, one array per prompt.
 
-    ``word_index`` is -1 outside the words; ``rows`` are the prompts-table rows (the
-    activation rows) of each prompt's tokens.
+    ``label`` is what the probes predict (-1 where undefined; an ordinal count binned as
+    the probes bin it), ``unit`` the unit each token is in (-1 outside), ``anchor`` the
+    position each token counts from; ``rows`` are the prompts-table rows (the activation
+    rows) of each prompt's tokens.
     """
 
     tokens: list[np.ndarray]
-    word_index: list[np.ndarray]
-    starts_word: list[np.ndarray]
-    ends_word: list[np.ndarray]
+    label: list[np.ndarray]
+    unit: list[np.ndarray]
+    unit_start: list[np.ndarray]
+    unit_end: list[np.ndarray]
+    anchor: list[np.ndarray]
     rows: list[np.ndarray]
     prompt_id: np.ndarray
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, n_words: int, n_prompts: int) -> PromptSet:
-        """The first ``n_prompts`` prompts of the training prefix at ``n_words`` words."""
+    def from_table(cls, table: pd.DataFrame, n_units: int, n_prompts: int, bin_width: int = 1) -> PromptSet:
+        """The first ``n_prompts`` prompts of the training prefix at ``n_units`` units."""
         table = table.reset_index(drop=True)
-        keep = (table.prefix_id.to_numpy() == 0) & (table.n_words.to_numpy() == n_words)
+        keep = (table.prefix_id.to_numpy() == 0) & (table.n_units.to_numpy() == n_units)
         ids = pd.unique(table.prompt_id[keep])[:n_prompts]
         part = table[table.prompt_id.isin(ids)]
         starts = np.flatnonzero(part.position.to_numpy() == 0)[1:]
 
-        def split(col: str) -> list[np.ndarray]:
-            return np.split(part[col].to_numpy(), starts)
+        def split(values: np.ndarray) -> list[np.ndarray]:
+            return np.split(values, starts)
 
+        label = part[LABEL].to_numpy()
         return cls(
             tokens=prompt_token_ids(part),
-            word_index=split(LABEL),
-            starts_word=split("is_word_start"),
-            ends_word=split("is_word_end"),
-            rows=np.split(part.index.to_numpy(), starts),
+            label=split(np.where(label >= 0, label // bin_width, -1)),
+            unit=split(part.unit.to_numpy()),
+            unit_start=split(part.unit_start.to_numpy()),
+            unit_end=split(part.unit_end.to_numpy()),
+            anchor=split(part.anchor.to_numpy()),
+            rows=split(part.index.to_numpy()),
             prompt_id=np.asarray(ids),
         )
 
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def anchor(self, i: int) -> int:
-        """Position of the sentence anchor: the last token before the first word."""
-        return int(np.argmax(self.word_index[i] >= 0)) - 1
+    def start(self, i: int) -> int:
+        """Position of prompt ``i``'s first counted token: everything before it is prefix and anchor."""
+        return int(np.argmax(self.label[i] >= 0))
+
+    def probed(self, i: int) -> np.ndarray:
+        """Positions the probes read in prompt ``i``: the last token of each unit."""
+        return np.flatnonzero(self.unit_end[i] & (self.label[i] >= 0))
 
     def take(self, idx: np.ndarray | list[int]) -> PromptSet:
         pick = [int(i) for i in idx]
-        return PromptSet(
-            *(
-                [getattr(self, f)[i] for i in pick]
-                for f in ("tokens", "word_index", "starts_word", "ends_word", "rows")
-            ),
-            prompt_id=self.prompt_id[pick],
-        )
+        fields = ("tokens", "label", "unit", "unit_start", "unit_end", "anchor", "rows")
+        return PromptSet(*([getattr(self, f)[i] for i in pick] for f in fields), prompt_id=self.prompt_id[pick])
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
         """(prompt indices, right-padded token ids, lengths) of consecutive prompts."""
@@ -141,47 +98,59 @@ def pad(seqs: list[np.ndarray], pad_id: int = 0) -> torch.Tensor:
     return out
 
 
-def run(bridge: Any, tokens: torch.Tensor, hooks: list[tuple[str, Any]], logits: bool = False) -> torch.Tensor | None:
-    """One forward pass with ``hooks``; the logits when asked (otherwise none computed)."""
-    with torch.inference_mode(), bridge.hooks(fwd_hooks=hooks):
-        out = bridge(tokens.to(bridge.cfg.device), return_type="logits" if logits else None)
-    return out
+class Readout:
+    """Next-token log-probabilities from the final residual stream, a bounded chunk at a time.
 
+    The forward pass stops at the unembedding's input (``unembed.hook_in``, after the final
+    norm); the unembedding and the architecture's own logit transform (Gemma-2's soft cap,
+    Cohere's scale: ``adapter.apply_output_logits_transform``) then run on ``rows``
+    positions at a time (``budget_bytes`` of logits: about 8,000 positions of the organism's
+    2,000-token vocabulary, about 130 of Llama-3's 128k), so a batch's full-vocabulary logits
+    are never held at once. ``check`` compares the result with the model's own logits.
+    """
 
-def capture(
-    bridge: Any, tokens: torch.Tensor, names: list[str], hooks: list[tuple[str, Any]] = ()
-) -> dict[str, torch.Tensor]:
-    """Activations at ``names`` (after any ``hooks`` on the same points have run), all on
-    the bridge's device (the embeddings'), where a split model's stacked weights live too."""
-    saved: dict[str, torch.Tensor] = {}
-    home = torch.device(bridge.cfg.device)
+    def __init__(self, bridge: Any, budget_bytes: int = 64 << 20) -> None:
+        self.bridge = bridge
+        self.device = next(bridge.unembed.parameters()).device
+        self.rows = max(1, budget_bytes // (4 * int(bridge.cfg.d_vocab)))  # positions per chunk
 
-    def saver(name: str) -> Any:
-        def save(t: torch.Tensor, hook: Any) -> torch.Tensor:
-            saved[name] = t.detach().to(home)
-            return t
+    def log_probs(self, final: torch.Tensor) -> torch.Tensor:
+        """``[n, d_model]`` final residual -> ``[n, vocab]`` log-probabilities of the next token."""
+        with torch.inference_mode():
+            logits = self.bridge.unembed(final[None].to(self.device))
+            logits = self.bridge.adapter.apply_output_logits_transform(logits)[0]
+        return torch.log_softmax(logits.float(), -1)
 
-        return save
+    def gather(self, final: torch.Tensor, b: np.ndarray, p: np.ndarray, ids: list[np.ndarray]) -> list[np.ndarray]:
+        """Log-probabilities of chosen next tokens at positions ``(b[i], p[i])`` of ``final``
+        (``[batch, pos, d_model]``): ``[n, len(ids)]`` columns, one per ``ids[j][i]``, computed
+        ``self.rows`` positions at a time."""
+        out = [np.empty(len(b), dtype=np.float64) for _ in ids]
+        for start in range(0, len(b), self.rows):
+            sl = slice(start, start + self.rows)
+            logp = self.log_probs(final[b[sl], p[sl]])
+            for j, col in enumerate(ids):
+                picked = torch.as_tensor(col[sl], device=logp.device)
+                out[j][sl] = logp.gather(1, picked[:, None])[:, 0].double().cpu().numpy()
+        return out
 
-    run(bridge, tokens, [*hooks, *((n, saver(n)) for n in names)])
-    return saved
-
-
-def require_hooks(bridge: Any, names: list[str], stage: str) -> None:
-    """Fail in one line when the model lacks a hook a stage needs (an unsupported family)."""
-    missing = [n for n in names if n not in bridge.hook_dict]
-    if not missing:
-        return
-    why = "no attention heads, e.g. a state-space model" if ".attn." in missing[0] else "another layout"
-    raise UserError(
-        f"stage {stage}: this model has no TransformerLens hook {missing[0]!r} ({why}), so this stage "
-        "does not apply: `dvc repro report tokens` runs the rest"
-    )
-
-
-def output_weights(bridge: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``W_O`` (``[block, head, d_head, d_model]``) and ``b_O`` (``[block, d_model]``)."""
-    return bridge.W_O.detach(), bridge.b_O.detach()
+    def check(self, tokens: np.ndarray, model: str) -> float:
+        """Relative error of the read-out against the model's own logits on one prompt; refused above
+        ``READOUT_RTOL``: the stage does not apply to an architecture whose logits are more
+        than its unembedding of the final residual stream and its declared transform."""
+        ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64))[None].to(self.bridge.cfg.device)
+        final = capture(self.bridge, ids, [FINAL], home=self.device)[FINAL][0]
+        with torch.inference_mode():
+            full = torch.log_softmax(self.bridge(ids, return_type="logits")[0].float(), -1).to(self.device)
+        ours = self.log_probs(final)
+        error = float((ours - full).abs().max() / full.abs().max().clamp(min=1e-12))
+        if not error <= READOUT_RTOL:
+            raise NotApplicable(
+                f"next-token log-probabilities read from {model}'s final residual stream differ from the "
+                f"model's own by {error:.2g} (relative): its logits are transformed in a way the read-out "
+                "does not know"
+            )
+        return error
 
 
 def donors(lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -195,8 +164,8 @@ def donors(lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def best_layer(pred: pd.DataFrame, n_words: int) -> int:
+def best_layer(pred: pd.DataFrame, n_units: int) -> int:
     """The layer whose probe is most accurate on the main validation set (ties: the earliest)."""
-    main = pred[(pred.prefix_id == 0) & (pred.n_words == n_words)]
+    main = pred[(pred.prefix_id == 0) & (pred.n_units == n_units)]
     acc = (main.probe == main[LABEL]).groupby(main.layer).mean()
     return int(acc.idxmax())

@@ -1,12 +1,13 @@
-"""Where each attention head looks from a word token, against a relative-position null.
+"""Where each attention head looks from a token inside a unit, against a relative-position null.
 
-For every query token inside a word, a score is the share of the head's attention on a
-set of keys defined by the word structure (``SCORES``). The null asks what the same head
-would score if it kept its attention-by-offset profile but ignored where words begin
-and end: the head's mean pattern at the query's position (averaged over prompts, which
-differ only in where their word boundaries fall) is scored against each prompt's own
-word structure. A head that just looks k tokens back scores its null; a head that
-follows word boundaries beats it.
+For every query token inside a unit (a word, sentence, item or line: ``prompts.scheme``),
+a score is the share of the head's attention on a set of keys defined by the unit
+structure (``SCORES``). The null asks what the same head would score if it kept its
+attention-by-offset profile but ignored where units begin and end: the head's mean
+attention at each offset ``q - k`` (averaged over every scored query of every prompt,
+whatever its position) is laid out from each query over the keys at or before it,
+renormalised, and scored against that prompt's own unit structure. A head that just
+looks k tokens back scores its null; a head that follows unit boundaries beats it.
 """
 
 from __future__ import annotations
@@ -19,47 +20,53 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emergent_pos.analysis.forward import PromptSet, capture, pattern_hook
+from emergent_pos.analysis.components import pattern_hook
+from emergent_pos.analysis.forward import PromptSet
 from emergent_pos.analysis.intervals import prompt_bootstrap
+from emergent_pos.model.hooks import capture
 
 SCORES = (
-    "own_word_start",
-    "prev_word_end",
-    "prev_word_start",
+    "own_unit_start",
+    "prev_unit_end",
+    "prev_unit_start",
     "anchor",
-    "sentence_word_starts",
+    "unit_starts_since_anchor",
     "bos",
 )
-"""(a) first token of the query's word, (b) last and (c) first token of the previous word,
-(d) the sentence anchor (the last token before the first word), (e) every word-start
-token of the sentence so far, (f) the first token (BOS when prompts have one)."""
+"""(a) first token of the query's unit, (b) last and (c) first token of the previous unit,
+(d) the anchor the query counts from (the prefix's last token, the list's colon, the
+newline), (e) every unit-start token from the anchor to the query, (f) the first token
+(BOS when prompts have one)."""
 
 
 def target_masks(ps: PromptSet, i: int, width: int, has_bos: bool = True) -> np.ndarray:
     """``[score, query, key]``: which keys each score counts for each query of prompt ``i``.
 
-    Rows of tokens outside words, and of first-word tokens for the previous-word scores,
+    Rows of tokens outside units, and of first-unit tokens for the previous-unit scores,
     are all False: those queries do not count towards that score (nor any query towards
     ``bos`` when the prompts have no BOS token).
     """
-    wi, starts, ends = ps.word_index[i], ps.starts_word[i], ps.ends_word[i]
-    n = len(wi)
+    unit, starts, ends, anchor = ps.unit[i], ps.unit_start[i], ps.unit_end[i], ps.anchor[i]
     masks = np.zeros((len(SCORES), width, width), dtype=bool)
-    first = {int(w): int(np.flatnonzero((wi == w) & starts)[0]) for w in np.unique(wi[wi >= 0])}
-    last = {int(w): int(np.flatnonzero((wi == w) & ends)[0]) for w in np.unique(wi[wi >= 0])}
-    anchor = ps.anchor(i)
-    word_starts = np.flatnonzero(starts & (wi >= 0))
-    for q in np.flatnonzero(wi >= 0):
-        w = int(wi[q])
-        masks[0, q, first[w]] = True
-        if w > 0:
-            masks[1, q, last[w - 1]] = True
-            masks[2, q, first[w - 1]] = True
-        if anchor >= 0:
-            masks[3, q, anchor] = True
-        masks[4, q, word_starts[word_starts <= q]] = True
+    first, last = {}, {}
+    for u in np.unique(unit[unit >= 0]):
+        at = np.flatnonzero(unit == u)
+        flagged = at[starts[at]]
+        first[int(u)] = int(flagged[0]) if len(flagged) else int(at[0])
+        flagged = at[ends[at]]
+        last[int(u)] = int(flagged[-1]) if len(flagged) else int(at[-1])
+    unit_starts = np.flatnonzero(starts & (unit >= 0))
+    for q in np.flatnonzero(unit >= 0):
+        u = int(unit[q])
+        masks[0, q, first[u]] = True
+        if u - 1 in first:
+            masks[1, q, last[u - 1]] = True
+            masks[2, q, first[u - 1]] = True
+        if anchor[q] >= 0:
+            masks[3, q, anchor[q]] = True
+            masks[4, q, unit_starts[(unit_starts > anchor[q]) & (unit_starts <= q)]] = True
         masks[5, q, 0] = has_bos
-    masks[:, n:, :] = False
+    masks[:, len(unit) :, :] = False
     return masks
 
 
@@ -106,7 +113,7 @@ def score_heads(bridge: Any, ps: PromptSet, has_bos: bool, batch_size: int = 64)
 
     def patterns() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for idx, tokens, _ in tqdm(list(ps.batches(batch_size)), desc="heads", unit="batch"):
-            got = capture(bridge, tokens, names)
+            got = capture(bridge, tokens, names, home=bridge.cfg.device)
             yield idx, torch.stack([got[n] for n in names], 1).float().cpu().numpy()
 
     return score_pattern_batches(ps, patterns(), has_bos)
@@ -129,7 +136,7 @@ def score_pattern_batches(ps: PromptSet, batches: Iterable[tuple[np.ndarray, np.
         queries = np.zeros((len(idx), t), dtype=bool)
         for j, i in enumerate(idx):
             all_masks[i] = target_masks(ps, int(i), width, has_bos)
-            queries[j, : len(ps.word_index[i])] = ps.word_index[i] >= 0
+            queries[j, : len(ps.unit[i])] = ps.unit[i] >= 0
         observed[idx] = score_patterns(pat, all_masks[idx][:, :, :t, :t])
         # attention by offset, over the scored queries and the keys at or before them
         valid = queries[:, :, None] & (k[:t, :t] <= q[:t, :t])[None]

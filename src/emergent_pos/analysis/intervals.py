@@ -35,11 +35,31 @@ def mean_ci(
     return {"mean": float(values.mean()), "ci": [float(lo), float(hi)]}
 
 
-def spread(values: list[float] | np.ndarray) -> dict[str, float | list[float]]:
-    """Mean, standard deviation and range of a control's draws."""
+def spread(values: list[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict[str, float | list[float]]:
+    """Mean, standard deviation and range of a control's draws, with 95% intervals of the mean and
+    the sd when the draws are resampled: is the control's spread itself pinned down?"""
     v = np.asarray(values, dtype=float)
-    return {
+    out: dict[str, float | list[float]] = {
+        "n": len(v),
         "mean": float(v.mean()),
         "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
         "range": [float(v.min()), float(v.max())],
     }
+    if len(v) > 2:
+        draws = v[np.random.default_rng(seed).integers(0, len(v), size=(n_boot, len(v)))]
+        out["mean_ci"] = [float(x) for x in np.quantile(draws.mean(1), [0.025, 0.975])]
+        out["sd_ci"] = [float(x) for x in np.quantile(draws.std(1, ddof=1), [0.025, 0.975])]
+    return out
+
+
+def sds_above(probe: float, values: list[float] | np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
+    """How many standard deviations of the random draws the probe's effect lies above their mean,
+    with a 95% interval when the draws are resampled (None when the draws do not vary)."""
+    v = np.asarray(values, dtype=float)
+    sd = v.std(ddof=1) if len(v) > 1 else 0.0
+    if sd <= 0:
+        return {"value": None, "ci": None}
+    draws = v[np.random.default_rng(seed).integers(0, len(v), size=(n_boot, len(v)))]
+    sds = draws.std(1, ddof=1)
+    ratios = (probe - draws.mean(1))[sds > 0] / sds[sds > 0]
+    return {"value": float((probe - v.mean()) / sd), "ci": [float(x) for x in np.quantile(ratios, [0.025, 0.975])]}

@@ -137,23 +137,47 @@ def subspace_effects(rows: list[dict], title: str) -> Figure:
     return fig
 
 
-def token_indices(tokens: list[str], layers: list[int], index: np.ndarray, title: str) -> Figure:
-    """Predicted word index (colour, number) per token (column) and layer (row)."""
-    fig, ax = plt.subplots(figsize=(1.5 + 0.32 * len(tokens), 1.0 + 0.4 * len(layers)))
-    sns.heatmap(
-        index,
-        ax=ax,
-        cmap="viridis",
-        annot=index,
-        fmt="d",
-        cbar=False,
-        annot_kws={"fontsize": 7},
-        xticklabels=tokens,
-        yticklabels=layers,
+def token_indices(tokens: list[str], layers: list[int], index: np.ndarray, title: str, per_row: int = 36) -> Figure:
+    """Predicted label (number, and colour as in every figure) per token (column) and layer (row),
+    the tokens wrapped into rows of ``per_row`` so the figure fits a 1,400-px window."""
+    from matplotlib.colors import ListedColormap
+
+    from emergent_pos.report.plots import WIDTH_IN, index_colours
+
+    n_colours = int(index.max()) + 1
+    cmap = ListedColormap(index_colours(n_colours))
+    chunks = [range(s, min(s + per_row, len(tokens))) for s in range(0, len(tokens), per_row)]
+    width = min(WIDTH_IN, 1.5 + 0.32 * min(per_row, len(tokens)))
+    fig, axes = plt.subplots(
+        len(chunks), 1, figsize=(width, len(chunks) * (1.3 + 0.35 * len(layers)) + 0.6), squeeze=False
     )
-    ax.set_xticklabels(tokens, rotation=90, fontsize=7)
-    ax.set_xlabel("token")
-    ax.set_ylabel("layer")
-    ax.set_title(title, fontsize=9)
+    for ax, cols in zip(axes[:, 0], chunks, strict=True):
+        part = index[:, cols.start : cols.stop]
+        sns.heatmap(
+            part,
+            ax=ax,
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=n_colours - 0.5,
+            annot=part,
+            fmt="d",
+            cbar=False,
+            annot_kws={"fontsize": 7},
+            yticklabels=layers,
+        )
+        shown = [t.replace(" ", "·").replace("\n", "⏎") or "∅" for t in tokens[cols.start : cols.stop]]
+        ax.set_xticks(np.arange(len(shown)) + 0.5, shown, rotation=90, fontsize=7)
+        ax.set_ylabel("layer")
+    axes[-1, 0].set_xlabel("token (· a space, ⏎ a newline); cell: the predicted label")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def notice(title: str, text: str) -> Figure:
+    """A figure that only says something (a stage that does not apply to this model says why)."""
+    fig, ax = plt.subplots(figsize=(7, 1.8))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    ax.set_title(title)
     return fig

@@ -1,7 +1,8 @@
 """Words -> token lengths under the model's tokenizer -> a seeded train/val word split.
 
 Validation prompts use only validation words, so a probe is always scored on words it
-never saw in training.
+never saw in training. Each word's ids are kept as it tokenizes mid-sentence (after a
+space: ``token_ids``, whose length sets its bucket) and at a line start (``line_start_ids``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ DICTIONARY_DIR = Path("data/dictionary")
 CONTEXT = "When"
 
 
-def tokenize_words(words: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Token ids of each word as it appears in a prompt: after a space, mid-sentence."""
-    ctx = tokenizer(CONTEXT, add_special_tokens=False)["input_ids"]
-    full = tokenizer([f"{CONTEXT} {w}" for w in words], add_special_tokens=False)["input_ids"]
+def tokenize_words(words: list[str], tokenizer: PreTrainedTokenizerBase, line_start: bool = False) -> list[list[int]]:
+    """Token ids of each word as it appears in a prompt: after a space, mid-sentence; or, with
+    ``line_start``, right after a newline without a space ([] where the tokenizer merges
+    the newline into the word: the line schemes refuse such a tokenizer)."""
+    lead = CONTEXT + ("\n" if line_start else "")
+    ctx = tokenizer(lead, add_special_tokens=False)["input_ids"]
+    full = tokenizer([f"{lead}{'' if line_start else ' '}{w}" for w in words], add_special_tokens=False)["input_ids"]
     out = []
     for word, ids in zip(words, full, strict=True):
         if ids[: len(ctx)] != ctx:
+            if line_start:
+                out.append([])
+                continue
             raise ValueError(f"tokenizer merges {word!r} into the preceding context; cannot align words")
         out.append(ids[len(ctx) :])
     return out
@@ -43,7 +50,14 @@ def build_dictionary(
     same proportions (the prompt recipe draws the length first, then a word).
     """
     ids = tokenize_words(words, tokenizer)
-    df = pd.DataFrame({"word": words, "token_ids": ids, "n_tokens": [len(i) for i in ids]})
+    df = pd.DataFrame(
+        {
+            "word": words,
+            "token_ids": ids,
+            "n_tokens": [len(i) for i in ids],
+            "line_start_ids": tokenize_words(words, tokenizer, line_start=True),
+        }
+    )
     df = df[df.n_tokens.between(1, cfg.max_tokens)].reset_index(drop=True)
     rng = np.random.default_rng([seed, 0xD1C7])
     is_train = np.zeros(len(df), dtype=bool)

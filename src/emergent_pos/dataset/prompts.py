@@ -1,9 +1,12 @@
-"""The seed's prompt recipe -> one row per token with its word labels.
+"""Prompt tables: ``[BOS] + prefix + anchor + body`` -> one row per token, for any reference scheme.
 
-A prompt is ``[BOS] + prefix + n_words words``: for each word slot a token length is
-drawn uniformly from ``1..max_tokens``, then a word of that length uniformly. Token ids
-are the concatenation of the per-word ids (so word boundaries are exact, not inferred);
-``retokenizes_same`` records whether the plain string would tokenize to the same ids.
+The scheme (``prompts.scheme``, ``schemes/``) builds each body from the word list; this
+module adds what every scheme shares: the prefixes (the training prefix, more training
+prefixes, held-out prefixes and a same-length control), the three splits with their
+own seeded streams, the evaluation sets, token strings and the retokenization check.
+Token ids are the concatenation of per-piece ids (so unit boundaries are exact, not
+inferred); ``retokenizes_same`` records whether the plain string would tokenize to the
+same ids.
 """
 
 from __future__ import annotations
@@ -17,25 +20,14 @@ from transformers import PreTrainedTokenizerBase
 
 from emergent_pos.config import ParamError
 from emergent_pos.dataset.config import PromptsConfig
+from emergent_pos.dataset.schemes import SCHEMES
+from emergent_pos.dataset.schemes.base import COLUMNS, PromptBuilder, Recipe, Scheme, TokenText, WordPool
 
 SPLITS = ("train", "val", "heldout")
 """train: training words; val: validation words (every evaluation set); heldout: new prompts
 of training words, where the word-type control is scored."""
 PROMPTS_DIR = Path("data/prompts")
-COLUMNS = [
-    "prompt_id",
-    "prefix_id",
-    "position",
-    "token_id",
-    "token",
-    "word",
-    "word_index",
-    "token_in_word",
-    "word_n_tokens",
-    "is_word_start",
-    "is_word_end",
-    "n_words",
-]
+__all__ = ["COLUMNS", "SPLITS", "PROMPTS_DIR"]
 
 
 @dataclass(frozen=True)
@@ -56,33 +48,39 @@ class PrefixIds:
         return cls(ids)
 
 
-def check_fits(
-    prefix: PrefixIds, cfg: PromptsConfig, max_tokens: int, n_ctx: int | None, key: str = "prompts.prefix"
-) -> None:
-    """Fail before sampling if the longest possible prompt exceeds the model's context.
-
-    The prefix (``key`` names it) is blamed when it leaves no room for ``n_words``
-    one-token words; otherwise the word count that makes prompts longest is. A model
-    without a positional limit (``n_ctx`` None: state-space, ALiBi) takes any length.
-    """
-    n_words = max([cfg.n_words, *cfg.eval_n_words])
-    longest = len(prefix.ids) + n_words * max_tokens
-    if n_ctx is None or longest <= n_ctx:
+def check_prefix_fits(prefix: PrefixIds, cfg: PromptsConfig, n_ctx: int | None, key: str = "prompts.prefix") -> None:
+    """Fail before sampling if the prefix alone leaves no room for ``n_units`` one-token units
+    (the key blamed is the prefix's when the prefix alone fills the context, ``n_units``'s
+    otherwise). A model without a positional limit (``n_ctx`` None: state-space, ALiBi)
+    takes any length."""
+    if n_ctx is None or len(prefix.ids) + cfg.n_units <= n_ctx:
         return
-    if len(prefix.ids) + cfg.n_words > n_ctx:
-        value = cfg.prefix if key == "prompts.prefix" else "<the evaluation prefix>"
+    if len(prefix.ids) < n_ctx // 2:
         raise ParamError(
-            key,
-            value if len(value) <= 60 else value[:57] + "...",
-            f"the prefix takes {len(prefix.ids)} tokens (BOS included), leaving no room for "
-            f"{cfg.n_words} words in the model's context of {n_ctx}",
+            "prompts.n_units", cfg.n_units, f"at least {cfg.n_units} tokens a prompt; the context is {n_ctx}"
         )
-    words_key, value = ("n_words", cfg.n_words) if n_words == cfg.n_words else ("eval_n_words", cfg.eval_n_words)
+    value = cfg.prefix if key == "prompts.prefix" else "<this prefix>"
     raise ParamError(
-        f"prompts.{words_key}",
+        key,
+        value if len(value) <= 60 else value[:57] + "...",
+        f"the prefix takes {len(prefix.ids)} tokens (BOS included), leaving no room for "
+        f"{cfg.n_units} units in the model's context of {n_ctx}",
+    )
+
+
+def check_lengths(tables: dict[str, pd.DataFrame], cfg: PromptsConfig, n_ctx: int | None) -> None:
+    """Refuse prompts longer than the model's context, naming the count that made the longest."""
+    if n_ctx is None:
+        return
+    sizes = pd.concat([df.groupby(["prompt_id", "n_units"]).size() for df in tables.values()])
+    (_, n_units), longest = sizes.idxmax(), int(sizes.max())
+    if longest <= n_ctx:
+        return
+    key, value = ("n_units", cfg.n_units) if n_units == cfg.n_units else ("eval_n_units", cfg.eval_n_units)
+    raise ParamError(
+        f"prompts.{key}",
         value,
-        f"prompts can reach {longest} tokens ({len(prefix.ids)} prefix + {n_words} words x {max_tokens}) "
-        f"but the model's context is {n_ctx}",
+        f"prompts reach {longest} tokens ({cfg.scheme}) but the model's context is {n_ctx}: use fewer or shorter units",
     )
 
 
@@ -91,58 +89,28 @@ def check_fits(
 BUILD_BYTES_PER_TOKEN = 300
 
 
+def recipe(cfg: PromptsConfig, max_tokens: int, n_units: int | None = None) -> Recipe:
+    """The scheme's recipe params, at ``n_units`` (default ``prompts.n_units``)."""
+    return Recipe(
+        n_units=cfg.n_units if n_units is None else n_units,
+        unit_words=(cfg.unit_words[0], cfg.unit_words[1]),
+        line_width=(cfg.line_width[0], cfg.line_width[1]),
+        max_tokens=max_tokens,
+    )
+
+
 def estimate_tokens(cfg: PromptsConfig, prefix_lengths: list[int], max_tokens: int) -> dict[str, int]:
-    """Expected tokens of each split's table (word lengths are uniform in 1..max_tokens)."""
-    mean = (max_tokens + 1) / 2
-    main = prefix_lengths[0] + cfg.n_words * mean
-    val = sum(prefix_lengths[s.prefix_id] + s.n_words * mean for s in eval_sets(cfg, len(prefix_lengths)))
-    return {"train": int(cfg.n_train * main), "val": int(cfg.n_val * val), "heldout": int(cfg.n_heldout * main)}
-
-
-def sample_prompts(
-    words: pd.DataFrame,
-    n_prompts: int,
-    n_words: int,
-    prefix: PrefixIds,
-    max_tokens: int,
-    rng: np.random.Generator,
-    token_strings: dict[int, str],
-) -> pd.DataFrame:
-    """Per-token table of ``n_prompts`` prompts of ``n_words`` words from one split's ``words``."""
-    buckets = [words[words.n_tokens == n].reset_index(drop=True) for n in range(1, max_tokens + 1)]
-    lengths = rng.integers(1, max_tokens + 1, size=(n_prompts, n_words))
-    picks = np.empty_like(lengths)
-    for n in range(1, max_tokens + 1):
-        mask = lengths == n
-        picks[mask] = rng.integers(0, len(buckets[n - 1]), size=int(mask.sum()))
-    base = ["prompt_id", "position", "token_id", "word", "word_index", "token_in_word", "word_n_tokens"]
-    cols: dict[str, list] = {c: [] for c in base}
-    n_prefix = len(prefix.ids)
-    for p in range(n_prompts):
-        ids = list(prefix.ids)
-        cols["word"] += [""] * n_prefix
-        cols["word_index"] += [-1] * n_prefix
-        cols["token_in_word"] += [-1] * n_prefix
-        cols["word_n_tokens"] += [0] * n_prefix
-        for w in range(n_words):
-            row = buckets[lengths[p, w] - 1].iloc[picks[p, w]]
-            n = len(row.token_ids)
-            ids += list(row.token_ids)
-            cols["word"] += [row.word] * n
-            cols["word_index"] += [w] * n
-            cols["token_in_word"] += list(range(n))
-            cols["word_n_tokens"] += [n] * n
-        cols["prompt_id"] += [p] * len(ids)
-        cols["position"] += list(range(len(ids)))
-        cols["token_id"] += ids
-    df = pd.DataFrame(cols)
-    df["token"] = df.token_id.map(token_strings)
-    df["is_word_start"] = df.token_in_word == 0
-    df["is_word_end"] = (df.word_index >= 0) & (df.token_in_word == df.word_n_tokens - 1)
-    df["n_words"] = n_words
-    for c in ("prompt_id", "position", "token_id", "word_index", "token_in_word", "word_n_tokens", "n_words"):
-        df[c] = df[c].astype(np.int32)
-    return df[[c for c in COLUMNS if c != "prefix_id"]]
+    """Expected tokens of each split's table, from the scheme's mean body length."""
+    scheme = SCHEMES[cfg.scheme]
+    body = scheme.mean_tokens(recipe(cfg, max_tokens))
+    n_train_prefixes = 1 + len(cfg.train_prefixes)
+    train = cfg.n_train * (np.mean(prefix_lengths[:n_train_prefixes]) + body)
+    val = sum(
+        cfg.n_val
+        * (prefix_lengths[s.prefix] + scheme.mean_tokens(recipe(cfg, max_tokens, s.n_units)) * (1 + bool(s.variant)))
+        for s in eval_sets(cfg, len(prefix_lengths))
+    )
+    return {"train": int(train), "val": int(val), "heldout": int(cfg.n_heldout * (prefix_lengths[0] + body))}
 
 
 def token_strings(tokenizer: PreTrainedTokenizerBase, ids: set[int]) -> dict[int, str]:
@@ -178,14 +146,14 @@ def random_token_words(
     for n in range(1, max_tokens + 1):
         for _ in range(n_per_length):
             rows.append([int(rng.choice(starts)), *(int(i) for i in rng.choice(conts, size=n - 1))])
-    return pd.DataFrame(
-        {"word": ["#" + "-".join(map(str, r)) for r in rows], "token_ids": rows, "n_tokens": [len(r) for r in rows]}
-    )
+    names = ["#" + "-".join(map(str, r)) for r in rows]
+    return pd.DataFrame({"word": names, "token_ids": rows, "n_tokens": [len(r) for r in rows], "line_start_ids": rows})
 
 
 def prefixes(cfg: PromptsConfig) -> list[str]:
-    """The given prefixes: 0 is ``prompts.prefix``, then ``prompts.eval_prefixes``."""
-    return [cfg.prefix, *cfg.eval_prefixes]
+    """The given prefixes: 0 is ``prompts.prefix``, then ``prompts.train_prefixes``, then
+    ``prompts.eval_prefixes`` (the stage appends the same-length control)."""
+    return [cfg.prefix, *cfg.train_prefixes, *cfg.eval_prefixes]
 
 
 def same_length_prefix(
@@ -201,38 +169,77 @@ def same_length_prefix(
     if not sep:
         head, anchor = prefix, ""
     target = len(tokenizer(head, add_special_tokens=False)["input_ids"]) if head else 0
-    ones = words[words.n_tokens == 1].word.tolist()
     if target == 0:
         return prefix
-    for _ in range(100):
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def fits(text: str) -> bool:
+        return count(text) == target and count(text + sep + anchor) == count(prefix)
+
+    ones = words[words.n_tokens == 1].word.tolist()
+    for _ in range(100 if ones else 0):
         picked = list(rng.choice(ones, size=max(1, target - 1)))
         text = " ".join(picked) + "."
-        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        while n > target and len(picked) > 1:
+        while count(text) > target and len(picked) > 1:
             picked.pop()
             text = " ".join(picked) + "."
-            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        full = text + sep + anchor
-        if n == target and len(tokenizer(full, add_special_tokens=False)["input_ids"]) == len(
-            tokenizer(prefix, add_special_tokens=False)["input_ids"]
-        ):
-            return full
+        if fits(text):
+            return text + sep + anchor
+    # a tokenizer whose one-token words do not add up (its first word without a space splits
+    # differently): words of any length, added until the count is reached
+    every = words.word.tolist()
+    for _ in range(1000):
+        picked = [str(rng.choice(every))]
+        while count(" ".join(picked) + ".") < target:
+            picked.append(str(rng.choice(every)))
+        text = " ".join(picked) + "."
+        if fits(text):
+            return text + sep + anchor
     raise ParamError(
-        "prompts.same_length_control", True, f"no text of one-token words tokenizes to the prefix's {target} tokens"
+        "prompts.same_length_control", True, f"no text of the split's words tokenizes to the prefix's {target} tokens"
     )
 
 
 @dataclass(frozen=True)
 class EvalSet:
-    """One group of validation prompts: which prefix, how many words."""
+    """One group of validation prompts: its ``prefix_id``, the prefix text it opens with, how
+    many units, and the scheme's variant of the body (``""``: the recipe itself)."""
 
     prefix_id: int
-    n_words: int
+    n_units: int
+    text: int = -1  # index of the prefix text (-1: prefix_id's own)
+    variant: str = ""
+
+    @property
+    def prefix(self) -> int:
+        return self.prefix_id if self.text < 0 else self.text
 
 
 def eval_sets(cfg: PromptsConfig, n_prefixes: int) -> list[EvalSet]:
-    """Every prefix at ``n_words`` (the first is the main set), then prefix 0 at each other length."""
-    return [EvalSet(k, cfg.n_words) for k in range(n_prefixes)] + [EvalSet(0, m) for m in cfg.eval_n_words]
+    """Every prefix at ``n_units`` (the first is the main set), then prefix 0 at each other count
+    (when the scheme's count can be told from a countdown), then each of the scheme's variants
+    of prefix 0 under a ``prefix_id`` of its own (after every prefix's)."""
+    scheme = SCHEMES[cfg.scheme]
+    others = cfg.eval_n_units if scheme.countdown else []
+    variants = [EvalSet(n_prefixes + j, cfg.n_units, 0, name) for j, name in enumerate(scheme.variants)]
+    return [EvalSet(k, cfg.n_units) for k in range(n_prefixes)] + [EvalSet(0, m) for m in others] + variants
+
+
+def heldout_pool(train_words: pd.DataFrame, train: pd.DataFrame, max_tokens: int, n_train: int) -> pd.DataFrame:
+    """The training words the training prompts hold (the types a probe could memorise): where the
+    word-type control is scored. Every token length must be among them."""
+    seen = train_words[train_words.word.isin(set(train.word))]
+    missing = sorted(set(range(1, max_tokens + 1)) - set(seen.n_tokens))
+    if missing:
+        raise ParamError(
+            "prompts.n_train",
+            n_train,
+            f"the training prompts hold no word of {missing} tokens, so held-out prompts of training words "
+            "cannot be drawn: use more training prompts",
+        )
+    return seen
 
 
 def build_prompts(
@@ -246,36 +253,47 @@ def build_prompts(
 ) -> dict[str, pd.DataFrame]:
     """Every split; each has its own seeded stream, so sizes change one split only.
 
-    ``texts`` are the prefixes (default ``prefixes(cfg)``). Validation prompts are drawn
-    for every evaluation set from the same stream: the prefix copies have the same words,
-    so prefix_id is the only difference between them.
+    ``texts`` are the prefixes (default ``prefixes(cfg)``). Training prompts are split
+    evenly over prefix 0 and ``prompts.train_prefixes``. Validation prompts are drawn
+    for every evaluation set from the same stream: the prefix copies have the same
+    bodies, so prefix_id is the only difference between them.
     """
+    scheme: Scheme = SCHEMES[cfg.scheme]
     texts = prefixes(cfg) if texts is None else texts
     if cfg.words == "random_tokens":
         train_words = random_token_words(train_words, max_tokens, 5000, np.random.default_rng([seed, 0x7A, 0]))
         val_words = random_token_words(val_words, max_tokens, 5000, np.random.default_rng([seed, 0x7A, 1]))
     prefix_ids = [PrefixIds.build(tokenizer, cfg, p) for p in texts]
-    ids = {i for p in prefix_ids for i in p.ids}
-    for words in (train_words, val_words):
-        for t in words.token_ids:
-            ids.update(int(i) for i in t)
-    strings = token_strings(tokenizer, ids)
+    tokens = TokenText(tokenizer)
+    pools = {"train": WordPool.from_table(train_words, max_tokens), "val": WordPool.from_table(val_words, max_tokens)}
 
-    def draw(words: pd.DataFrame, n: int, stream: int, k: int = 0, n_words: int = cfg.n_words) -> pd.DataFrame:
-        rng = np.random.default_rng([seed, 0x9A0, stream])
-        df = sample_prompts(words, n, n_words, prefix_ids[k], max_tokens, rng, strings)
-        df.insert(1, "prefix_id", np.int32(k))
+    def draw(pool: WordPool, n: int, stream: tuple[int, ...], s: EvalSet) -> pd.DataFrame:
+        rng = np.random.default_rng([seed, 0x9A0, *stream])
+        bodies = scheme.bodies(pool, n, recipe(cfg, max_tokens, s.n_units), rng, tokens, s.variant)
+        ids = {i for body in bodies for piece in body for i in piece.ids} | set(prefix_ids[s.prefix].ids)
+        if scheme.anchor:
+            ids |= set(tokens.after(scheme.anchor))
+        tokens.strings.update(token_strings(tokenizer, ids - tokens.strings.keys()))
+        df = PromptBuilder(scheme, tokens).table(prefix_ids[s.prefix].ids, bodies, s.n_units)
+        df["prefix_id"] = np.int32(s.prefix_id)
         return df
 
     vals = []
     for i, s in enumerate(eval_sets(cfg, len(prefix_ids))):
-        val = draw(val_words, cfg.n_val, 1, s.prefix_id, s.n_words)
+        val = draw(pools["val"], cfg.n_val, (1,), s)
         val["prompt_id"] += i * cfg.n_val
         vals.append(val)
-    train = draw(train_words, cfg.n_train, 0)
-    # held-out prompts reuse the words the training prompts hold: the types a probe could memorise
-    seen = train_words[train_words.word.isin(set(train.word))]
-    return {"train": train, "val": pd.concat(vals, ignore_index=True), "heldout": draw(seen, cfg.n_heldout, 2)}
+    shares = np.diff(np.linspace(0, cfg.n_train, len(cfg.train_prefixes) + 2).round().astype(int))
+    trains, start = [], 0
+    for k, n in enumerate(shares):
+        part = draw(pools["train"], int(n), (0,) if k == 0 else (0, k), EvalSet(k, cfg.n_units))
+        part["prompt_id"] += start
+        start += int(n)
+        trains.append(part)
+    train = pd.concat(trains, ignore_index=True)
+    seen = WordPool.from_table(heldout_pool(train_words, train, max_tokens, cfg.n_train), max_tokens)
+    heldout = draw(seen, cfg.n_heldout, (2,), EvalSet(0, cfg.n_units))
+    return {"train": train, "val": pd.concat(vals, ignore_index=True), "heldout": heldout}
 
 
 def prompt_token_ids(df: pd.DataFrame) -> list[np.ndarray]:

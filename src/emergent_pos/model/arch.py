@@ -15,9 +15,10 @@ from typing import Any
 from emergent_pos.errors import UserError
 from emergent_pos.model.hooks import capture, residual_hooks
 
-# What the mechanism stages (heads, attribution, interventions) read besides the residual
-# stream; a model without them (a state-space model) still runs model -> report and tokens.
-ATTENTION_HOOKS = ("blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.hook_mlp_out")
+# Attention hooks the heads stage scores; a model without them (a state-space model) runs
+# every other stage on its blocks' outputs (analysis/components.py), and `heads` says it
+# does not apply. The card's ``attention`` records which.
+ATTENTION_HOOKS = ("blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z")
 
 
 class UnsupportedModel(UserError, RuntimeError):
@@ -69,7 +70,7 @@ def check_bridge(bridge: Any, n_layers: int, name: str) -> list[str]:
         )
     tokens = torch.zeros((1, 3), dtype=torch.long, device=bridge.cfg.device)
     try:
-        shapes = {h: tuple(a.shape) for h, a in zip(hooks, capture(bridge, tokens, hooks), strict=True)}
+        shapes = {h: tuple(a.shape) for h, a in capture(bridge, tokens, hooks).items()}
     except (MemoryError, torch.OutOfMemoryError):
         raise
     except Exception as err:  # TransformerLens's own failure on this architecture, whatever its type

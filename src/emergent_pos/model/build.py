@@ -21,6 +21,7 @@ from emergent_pos.io.files import atomic_path
 from emergent_pos.io.resources import check_memory, matmul_rate
 from emergent_pos.model.arch import UnsupportedModel, architecture_of, check_bridge, transformer_lens_version
 from emergent_pos.model.config import ModelConfig, ToyConfig
+from emergent_pos.model.corpus import fixed_texts
 from emergent_pos.model.hub import (
     ModelUnavailable,
     cached_commit,
@@ -32,7 +33,6 @@ from emergent_pos.model.hub import (
 from emergent_pos.model.load import CARD, context_length
 from emergent_pos.model.organism import (
     build_toy_model,
-    tokenizer_texts,
     train_organism,
     train_tokenizer,
     training_budget,
@@ -113,7 +113,7 @@ def build_model(
         check_toy_budget(dataclasses.replace(toy, steps=steps), train=cfg.init == "pretrained")
         words, freqs = source_words("wordfreq", toy.n_source_words)
         if cfg.init == "random":
-            tok = train_tokenizer(words, freqs, tokenizer_texts(SEED_PREFIX), toy.vocab_size)
+            tok = train_tokenizer(words, freqs, fixed_texts(SEED_PREFIX, toy), toy.vocab_size)
             model = build_toy_model(toy, tok)
         else:
             model, tok, curve = train_organism(words, freqs, SEED_PREFIX, toy, seed, stop_after=steps)
@@ -161,9 +161,8 @@ def save_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: ModelC
         n_layers = int(bridge.cfg.n_layers)
         lacking = check_bridge(bridge, n_layers, cfg.name)
         if lacking:
-            logger.warning(
-                "%s has no %s: the heads, attribution and interventions stages do not apply to it; "
-                "`dvc repro report tokens` runs the rest",
+            logger.info(
+                "%s has no %s: the heads stage will say it does not apply; the other stages read its blocks' outputs",
                 architecture,
                 lacking[0],
             )

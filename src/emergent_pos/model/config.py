@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from emergent_pos.config import ParamError, positive
@@ -59,17 +59,29 @@ class ToyConfig:
     n_source_words: int = 20000
     max_word_tokens: int = 4
     prompt_words: int = 7
+    """Units of the block that follows the opening unannounced (``corpus: fixed``), as in the probe prompts."""
     min_words: int = 3
     max_words: int = 9
+    """Announced counts of later blocks: uniform in ``min_words..max_words``."""
+    min_width: int = 20
+    max_width: int = 50
+    """Widths of wrapped text, in characters: uniform in ``min_width..max_width``."""
+    opener_words: int = 16
+    """Openings of random words hold 1..opener_words of them."""
+    seed_opening: float = 0.2
+    """Share of sequences that open with the seed's prefix (the rest open with random words or
+    nothing: counting must work after any text)."""
+    mix: list[float] = field(default_factory=lambda: [0.55, 0.05, 0.05, 0.05, 0.3])
+    """Share of each block kind in the corpus: words, sentences, items, lines, chars (``corpus.py``)."""
     seq_len: int = 96
     batch_size: int = 64
-    steps: int = 400
-    lr: float = 3e-3
+    steps: int = 800
+    lr: float = 5e-3
     corpus: Literal["fixed", "variable"] = "fixed"
-    """How many words follow the seed prefix in training: ``fixed`` = always ``prompt_words``
-    (then the word index and the words left before the full stop are the same number at
-    the seed prefix); ``variable`` = uniform in ``min_words..max_words``, unannounced, so
-    only a count from the anchor, not a countdown, fits every sequence."""
+    """How many units follow the opening unannounced: ``fixed`` = always ``prompt_words`` (then
+    a unit's index and the units left before the end are the same number there);
+    ``variable`` = uniform in ``min_words..max_words``, so only a count from the anchor,
+    not a countdown, fits every sequence."""
 
     def validate(self, section: str) -> None:
         for name in (
@@ -80,6 +92,8 @@ class ToyConfig:
             "max_word_tokens",
             "prompt_words",
             "min_words",
+            "min_width",
+            "opener_words",
             "seq_len",
             "batch_size",
             "steps",
@@ -93,7 +107,15 @@ class ToyConfig:
             raise ParamError(
                 f"{section}.max_words", self.max_words, f"must be in toy.min_words..9 (min_words={self.min_words})"
             )
+        if not 2 <= self.min_width <= self.max_width <= 99:
+            raise ParamError(
+                f"{section}.max_width", self.max_width, f"must be in toy.min_width..99 (min_width={self.min_width})"
+            )
+        if len(self.mix) != 5 or min(self.mix) < 0 or sum(self.mix) <= 0:
+            raise ParamError(f"{section}.mix", self.mix, "give 5 shares >= 0 (words, sentences, items, lines, chars)")
         if self.seq_len > self.n_positions:
             raise ParamError(f"{section}.seq_len", self.seq_len, f"must be <= toy.n_positions={self.n_positions}")
+        if not 0 <= self.seed_opening <= 1:
+            raise ParamError(f"{section}.seed_opening", self.seed_opening, "must be in [0, 1]")
         if not 0 < self.lr < 1:
             raise ParamError(f"{section}.lr", self.lr, "must be in (0, 1)")

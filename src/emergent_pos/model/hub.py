@@ -94,16 +94,16 @@ def read_config(cfg: ModelConfig, where: str | Path, **kwargs: Any) -> Any:
         ) from err
 
 
-def check_available(cfg: ModelConfig) -> None:
-    """Fail in one line, in seconds, when ``model.name`` cannot be loaded or run here.
+def check_available(cfg: ModelConfig) -> Any:
+    """Fail in one line, in seconds, when ``model.name`` cannot be loaded or run here; its config.
 
     The ``check`` stage calls this before DVC removes ``data/model``: a hub name must be
     in the local cache or the hub reachable; a directory must hold a model. Where the
     config is at hand (a directory, the cache) its architecture must be one TransformerLens
-    runs. ``toy`` is always available (it is trained here).
+    runs, and it is returned (None for ``toy``, always available: it is trained here).
     """
     if cfg.name == "toy":
-        return
+        return None
     local = Path(cfg.name)
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -113,8 +113,9 @@ def check_available(cfg: ModelConfig) -> None:
             )
         if cfg.revision != "main":
             raise ParamError("model.revision", cfg.revision, "a local directory holds one version: use main")
-        architecture_of(read_config(cfg, local), cfg.name)
-        return
+        config = read_config(cfg, local)
+        architecture_of(config, cfg.name)
+        return config
     from huggingface_hub import try_to_load_from_cache
 
     try:
@@ -124,8 +125,9 @@ def check_available(cfg: ModelConfig) -> None:
     if not isinstance(cached, str) and not hub_offline() and hub_reachable():
         cached = fetch_config(cfg)
     if isinstance(cached, str):
-        architecture_of(read_config(cfg, Path(cached).parent), cfg.name)
-        return
+        config = read_config(cfg, Path(cached).parent)
+        architecture_of(config, cfg.name)
+        return config
     at = "" if cfg.revision == "main" else f" at revision {cfg.revision!r}"
     raise ModelUnavailable(
         f"model.name={cfg.name!r} (Hugging Face name){at} is not in the local cache "

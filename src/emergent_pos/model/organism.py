@@ -1,21 +1,10 @@
-"""The embedded model organism: a tiny GPT-2 trained offline so that counting words pays.
+"""The embedded model organism: a tiny GPT-2 trained offline so that counting pays, in every scheme.
 
-The corpus is built so that predicting the next token at a word's last token needs the
-word's index within its sentence:
-
-* Every sentence opens with the anchor ``"\\nWhen"`` and holds ``k`` random words (each
-  with a leading space, token length uniform in ``1..max_word_tokens``) and a full stop.
-* In half the sequences the first sentence follows the seed's prefix and has
-  ``prompt_words`` words, like the probe prompts (``corpus: fixed``), or a number of
-  words drawn like the other sentences' and not announced (``corpus: variable``). Later sentences announce their length
-  as a digit header (``"\\n5:"`` before the anchor) with ``k`` uniform in
-  ``min_words..max_words``, so "is the next token the full stop?" needs the count of
-  words since the anchor compared with the header, at every word end.
-* Sequences are short (``seq_len`` tokens), so most of the gradient comes from fresh
-  anchors at many absolute positions: absolute position alone cannot solve the task.
-
-The tokenizer is a byte-level BPE trained on every source word (``" " + word``) plus the
-prefix text, so that common words are one token and rarer ones split into two or more.
+The corpus (``corpus.py``) puts the next token where a count decides it: the full stop
+after the announced number of words, the paragraph's end after its sentences, the list's
+last item, the blank line after the lines, the line break at the width. The tokenizer is
+a byte-level BPE trained on every source word (``" " + word``) plus the corpus's fixed
+texts, so that common words are one token and rarer ones split into two or more.
 """
 
 from __future__ import annotations
@@ -23,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,13 +19,10 @@ from tokenizers import ByteLevelBPETokenizer
 from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-from emergent_pos.config import ParamError
 from emergent_pos.model.config import ToyConfig
+from emergent_pos.model.corpus import BOS, Corpus, fixed_texts
 
 logger = logging.getLogger(__name__)
-
-BOS = "<|endoftext|>"
-ANCHOR = "\nWhen"
 
 
 def train_tokenizer(
@@ -56,73 +41,6 @@ def train_tokenizer(
     tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=BOS, eos_token=BOS, unk_token=BOS)
     tok.model_max_length = 1024
     return tok
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Pre-tokenized pieces from which training sequences are sampled."""
-
-    buckets: list[list[list[int]]]  # buckets[n - 1]: token ids of words with n tokens
-    prefix: list[int]  # BOS + seed prefix (ends with the anchor)
-    anchor: list[int]
-    full_stop: list[int]
-    headers: dict[int, list[int]]  # k -> ids of "\n{k}:"
-
-    @classmethod
-    def build(cls, tok: GPT2TokenizerFast, words: list[str], prefix: str, cfg: ToyConfig) -> Corpus:
-        buckets: list[list[list[int]]] = [[] for _ in range(cfg.max_word_tokens)]
-        for ids in tok([" " + w for w in words], add_special_tokens=False)["input_ids"]:
-            if 1 <= len(ids) <= cfg.max_word_tokens:
-                buckets[len(ids) - 1].append(ids)
-        empty = [n + 1 for n, b in enumerate(buckets) if not b]
-        if empty:
-            raise ParamError(
-                "toy.max_word_tokens",
-                cfg.max_word_tokens,
-                f"no source word has {empty} tokens; raise toy.n_source_words or lower toy.vocab_size",
-            )
-
-        def enc(text: str) -> list[int]:
-            return tok(text, add_special_tokens=False)["input_ids"]
-
-        return cls(
-            buckets=buckets,
-            prefix=[tok.bos_token_id, *enc(prefix)],
-            anchor=enc(ANCHOR),
-            full_stop=enc("."),
-            headers={k: enc(f"\n{k}:") for k in range(cfg.min_words, cfg.max_words + 1)},
-        )
-
-    def sentence_words(self, rng: np.random.Generator, k: int) -> list[int]:
-        """``k`` words, token length uniform over the buckets, then a word of that length."""
-        out: list[int] = []
-        for n in rng.integers(0, len(self.buckets), size=k):
-            bucket = self.buckets[n]
-            out.extend(bucket[rng.integers(len(bucket))])
-        return out
-
-    def sequence(self, rng: np.random.Generator, cfg: ToyConfig) -> list[int]:
-        """One training sequence of exactly ``cfg.seq_len`` tokens.
-
-        Half the sequences open like a probe prompt (BOS, seed prefix, ``prompt_words``
-        words); the rest open with BOS and go straight to headed sentences.
-        """
-        ids = [self.prefix[0]]
-        if rng.random() < 0.5:
-            k = cfg.prompt_words if cfg.corpus == "fixed" else int(rng.integers(cfg.min_words, cfg.max_words + 1))
-            ids = [*self.prefix, *self.sentence_words(rng, k), *self.full_stop]
-        while len(ids) < cfg.seq_len:
-            k = int(rng.integers(cfg.min_words, cfg.max_words + 1))
-            ids += [*self.headers[k], *self.anchor, *self.sentence_words(rng, k), *self.full_stop]
-        return ids[: cfg.seq_len]
-
-    def batch(self, rng: np.random.Generator, cfg: ToyConfig) -> torch.Tensor:
-        return torch.tensor([self.sequence(rng, cfg) for _ in range(cfg.batch_size)], dtype=torch.long)
-
-
-def tokenizer_texts(prefix: str) -> list[str]:
-    """Fixed texts of the corpus, merged by the tokenizer like any frequent text."""
-    return [prefix, ANCHOR, "."] + [f"\n{k}:" for k in range(10)]
 
 
 def build_toy_model(cfg: ToyConfig, tok: GPT2TokenizerFast) -> GPT2LMHeadModel:
@@ -173,7 +91,7 @@ def train_organism(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    tok = train_tokenizer(words, frequencies, tokenizer_texts(prefix), cfg.vocab_size)
+    tok = train_tokenizer(words, frequencies, fixed_texts(prefix, cfg), cfg.vocab_size)
     corpus = Corpus.build(tok, words, prefix, cfg)
     logger.info(
         "toy tokenizer: vocab %d, words per token length %s (%.1fs)",

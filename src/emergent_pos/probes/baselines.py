@@ -1,16 +1,18 @@
 """Baselines that see no activations, and the labels of the two control tasks.
 
-Baselines: the majority class; the best possible position-only classifier (the most
-frequent word index at each absolute position in the training prompts); and position
-plus "this token begins with a space" (the seed's suspected shortcut: a last token that
-begins with a space is a one-token word).
+Baselines, each the best classifier of what it sees: the majority class; absolute
+position alone (the most frequent label at each position in the training prompts); the
+scheme's nearer confound alone (tokens since the anchor, words so far, tokens since the
+newline: ``dataset/schemes/``); and position plus "this token begins a word" (the
+seed's suspected shortcut: a last token that begins with a space is a one-token word).
 
 Controls train the same probe on other labels, so its capacity is measured, not assumed:
 the *position-shuffled control* permutes the labels among points that share an absolute
 position (what can the probe recover from position alone?); the *word-type control*
-(Hewitt & Liang 2019) gives every word type one fixed random index (can the probe
-memorise words?). The word-type control only means something on word types the probe
-was trained on, so it is scored on held-out prompts of training words.
+(Hewitt & Liang 2019) gives every word type one fixed random label (can the probe
+memorise words? a separator's type is the word before it). The word-type control only
+means something on word types the probe was trained on, so it is scored on held-out
+prompts of training words.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ class LookupBaseline:
 
 
 def lookup_keys(points: Points) -> dict[str, np.ndarray]:
-    """Features of each lookup baseline: absolute position, and position plus begins-with-a-space."""
+    """Features of each lookup baseline: absolute position, the nearer confound, and position
+    plus begins-a-word."""
     return {
         "position_only": points.position[:, None],
+        "confound_only": points.confound[:, None],
         "position_and_space": np.stack([points.position, points.starts_word.astype(np.int64)], axis=1),
     }
 

@@ -11,7 +11,7 @@ from emergent_pos.config import MAX_SEED, ParamError, positive
 @dataclass(frozen=True)
 class ProbeConfig:
     token: Literal["last", "first", "all"] = "last"
-    """Which tokens of each word the probe reads."""
+    """Which tokens of each unit the probe reads (as stored: ``activations.tokens``)."""
     backend: Literal["sklearn", "torch"] = "sklearn"
     """``torch``: the same multinomial L2 logistic regression by full-batch L-BFGS (GPU when present)."""
     solver: Literal["lbfgs", "saga", "sag", "newton-cg", "newton-cholesky", "liblinear"] = "lbfgs"
@@ -32,7 +32,12 @@ class ProbeConfig:
     """Also fit Hewitt & Liang's word-type control per layer: each word type gets one random
     index (can the probe memorise word identities?), scored on held-out prompts of training words."""
     train_balance: Literal["none", "position"] = "none"
-    """``position``: train on a position-balanced subset of the training points."""
+    """``position``: train on a subset balanced on absolute position and the scheme's nearer confound."""
+    char_bin: int = 5
+    """An ordinal scheme's count (``char_in_line``'s characters) in classes of this many for the
+    classifier; the ridge regression beside it reads the count itself."""
+    ridge_alpha: float = 1.0
+    """L2 penalty of the ridge regression an ordinal scheme gets (on standardised features)."""
 
     def validate(self, section: str) -> None:
         if not self.C > 0:
@@ -41,6 +46,9 @@ class ProbeConfig:
             raise ParamError(f"{section}.tol", self.tol, "must be > 0")
         positive(section, "max_iter", self.max_iter)
         positive(section, "seeds", self.seeds)
+        positive(section, "char_bin", self.char_bin)
+        if not self.ridge_alpha >= 0:
+            raise ParamError(f"{section}.ridge_alpha", self.ridge_alpha, "must be >= 0")
         if not 0 <= self.seed <= MAX_SEED - self.seeds:
             raise ParamError(
                 f"{section}.seed", self.seed, f"must be in 0..{MAX_SEED - self.seeds} (seed + seeds <= 2**32-1)"

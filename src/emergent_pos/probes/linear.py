@@ -18,7 +18,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
 from emergent_pos.io.files import atomic_path
+from emergent_pos.model.hooks import residual_hooks
 from emergent_pos.probes.config import ProbeConfig
+from emergent_pos.probes.predictions import PROBES_DIR, probe_path
 from emergent_pos.probes.torch_solver import TorchLogisticRegression
 
 
@@ -110,3 +112,12 @@ def fit_probe(x: np.ndarray, y: np.ndarray, cfg: ProbeConfig, device: str = "cpu
         coef = np.concatenate([np.zeros_like(coef), coef])
         intercept = np.concatenate([np.zeros_like(intercept), intercept])
     return LinearProbe(coef, intercept, est.classes_, mean, scale, n_iter, n_warn)
+
+
+def load_probes(
+    n_layers: int, layers: list[int] | None = None, root: str | Path = PROBES_DIR
+) -> dict[int, LinearProbe]:
+    """The saved probe of each layer (0 = embeddings), keyed by layer."""
+    hooks = residual_hooks(n_layers)
+    chosen = range(len(hooks)) if layers is None else layers
+    return {layer: LinearProbe.load(probe_path(hooks[layer], root)) for layer in chosen}

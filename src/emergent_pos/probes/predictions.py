@@ -6,11 +6,14 @@ format: ``predictions_val.parquet`` (validation words, every evaluation set) and
 ``predictions_heldout.parquet`` (new prompts of training words), with these columns:
 
 * per point: ``point`` (index among the split's points), ``prompt_id``, ``prefix_id``,
-  ``n_words``, ``position``, the label (``word_index``), ``word``, ``starts_word``, each
-  baseline's prediction and each control's label (``position_control_label`` on
-  validation, ``word_control_label`` on held-out prompts);
-* per layer: ``layer`` (0 = embeddings), ``hook``, ``probe`` (the probe's prediction)
-  and each control probe's prediction (``position_control``, ``word_control``).
+  ``n_units``, ``position``, ``confound``, the label (``label``; for an ordinal scheme the
+  binned count, and ``count`` the count itself), ``word`` (its type), ``starts_word``,
+  each baseline's prediction and each control's label (``position_control_label`` on
+  validation, ``word_control_label`` on held-out prompts); an ordinal scheme adds the
+  mean-count baselines (``position_mean``, ``confound_mean``);
+* per layer: ``layer`` (0 = embeddings), ``hook``, ``probe`` (the probe's prediction),
+  each control probe's prediction (``position_control``, ``word_control``) and, for an
+  ordinal scheme, ``regression`` (the ridge probe's count).
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ PREDICTIONS = "predictions_val.parquet"
 HELDOUT_PREDICTIONS = "predictions_heldout.parquet"
 FITS = "fits.json"
 
-BASELINES = ("majority", "position_only", "position_and_space")
+BASELINES = ("majority", "position_only", "confound_only", "position_and_space")
+MEAN_BASELINES = ("position_mean", "confound_mean")
+"""Regression baselines of an ordinal scheme: the training mean count at the point's position,
+or at its confound value."""
 POSITION_CONTROL, WORD_CONTROL = "position_control", "word_control"
-LAYER, HOOK, PROBE = "layer", "hook", "probe"
+LAYER, HOOK, PROBE, REGRESSION = "layer", "hook", "probe", "regression"
 
 
 def label_column(control: str) -> str:
@@ -41,6 +47,11 @@ def probe_path(hook: str, root: str | Path = PROBES_DIR) -> Path:
     return Path(root) / f"{hook}.npz"
 
 
+def ridge_path(hook: str, root: str | Path = PROBES_DIR) -> Path:
+    """An ordinal scheme's ridge probe of ``hook`` (``regression.RidgeProbe``)."""
+    return Path(root) / f"{hook}.ridge.npz"
+
+
 def point_frame(points: Points, columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """Per-point columns: who the point is, its label, and label-like columns (baselines...)."""
     return pd.DataFrame(
@@ -48,9 +59,11 @@ def point_frame(points: Points, columns: dict[str, np.ndarray]) -> pd.DataFrame:
             "point": np.arange(len(points)),
             "prompt_id": points.prompt_id,
             "prefix_id": points.prefix_id,
-            "n_words": points.n_words,
+            "n_units": points.n_units,
             "position": points.position,
+            "confound": points.confound,
             LABEL: points.label,
+            "count": points.count,
             "word": points.word,
             "starts_word": points.starts_word,
             **columns,

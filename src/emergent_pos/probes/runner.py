@@ -24,7 +24,8 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from emergent_pos.activations.store import hook_path, read_meta, read_rows
-from emergent_pos.dataset.labels import Points, TokenChoice, position_balanced
+from emergent_pos.dataset.labels import Points, TokenChoice, cells, position_balanced
+from emergent_pos.dataset.schemes import SCHEMES
 from emergent_pos.io.files import file_sha256, read_parquet
 from emergent_pos.model.hooks import layer_of
 from emergent_pos.probes.baselines import baseline_predictions, shuffle_within, word_type_labels
@@ -33,12 +34,15 @@ from emergent_pos.probes.linear import LinearProbe, feature_scaler, fit_probe
 from emergent_pos.probes.predictions import (
     POSITION_CONTROL,
     PROBE,
+    REGRESSION,
     WORD_CONTROL,
     label_column,
     long_table,
     point_frame,
     probe_path,
+    ridge_path,
 )
+from emergent_pos.probes.regression import fit_ridge, mean_lookup
 from emergent_pos.probes.torch_solver import fit_multinomial
 
 logger = logging.getLogger(__name__)
@@ -63,11 +67,15 @@ class Split:
     sha256: str
     n_tokens: int
 
+    ordinal: bool  # the scheme's label is a count (a ridge probe reads it beside the classifier)
+
     @classmethod
-    def load(cls, prompts_path: str | Path, act_dir: str | Path, token: TokenChoice) -> Split:
+    def load(cls, prompts_path: str | Path, act_dir: str | Path, token: TokenChoice, bin_width: int = 1) -> Split:
         """A split as the pipeline lays it out: its prompts table and its activations directory."""
         table = read_parquet(prompts_path)
-        return cls(Points.select(table, token), Path(act_dir), file_sha256(prompts_path), len(table))
+        ordinal = SCHEMES[str(table.scheme.iloc[0])].ordinal if len(table) else False
+        points = Points.select(table, token, bin_width if ordinal else 1)
+        return cls(points, Path(act_dir), file_sha256(prompts_path), len(table), ordinal)
 
     def features(self, hook: str) -> np.ndarray:
         return read_rows(hook_path(self.act_dir, hook), self.points.rows, self.sha256, self.n_tokens)
@@ -220,10 +228,6 @@ class Results:
     facts: dict[int, dict]
 
 
-def _group_ids(*keys: np.ndarray) -> np.ndarray:
-    return np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)[1].ravel()
-
-
 def probe_layers(
     train: Split,
     val: Split,
@@ -245,7 +249,7 @@ def probe_layers(
     tr, va = train.points, val.points
     fit_idx = np.arange(len(tr))
     if cfg.train_balance == "position":
-        fit_idx = position_balanced(tr.position, tr.label, rng)
+        fit_idx = position_balanced(cells(tr.position, tr.confound), tr.label, rng)
         logger.info("position-balanced training subset: %d of %d points", len(fit_idx), len(tr))
     fitted = tr.take(fit_idx)
     n_classes = int(fitted.label.max()) + 1
@@ -254,7 +258,7 @@ def probe_layers(
     if cfg.position_control:
         controls[POSITION_CONTROL] = shuffle_within(fitted.position, fitted.label, rng)
         per_val[label_column(POSITION_CONTROL)] = shuffle_within(
-            _group_ids(va.position, va.prefix_id, va.n_words), va.label, rng
+            cells(va.position, va.prefix_id, va.n_units), va.label, rng
         )
     per_heldout: dict[str, np.ndarray] = {}
     if heldout is not None:
@@ -265,7 +269,10 @@ def probe_layers(
             per_heldout[label_column(WORD_CONTROL)] = np.array([types[w] for w in heldout.points.word])
     training = TrainingSet(train, fit_idx, fitted.label, controls, cfg)
     backend = backend_for(cfg, training, hooks, device, jobs)
-    main = va.main(int(tr.n_words[0]))  # the training prefix and length: where seed spreads are measured
+    if train.ordinal:
+        for name, key in (("position_mean", "position"), ("confound_mean", "confound")):
+            per_val[name] = mean_lookup(getattr(fitted, key), fitted.count, getattr(va, key))
+    main = va.main(int(tr.n_units[0]))  # the training prefix and count: where seed spreads are measured
     val_layers, heldout_layers, facts = [], [], {}
     for fit in tqdm(backend.fit(training, hooks), total=len(hooks), desc="probes", unit="layer"):
         layer = layer_of(fit.hook)
@@ -284,6 +291,10 @@ def probe_layers(
             info["seed_accuracy_std"] = round(float(np.std(accs)), 4)
         if POSITION_CONTROL in fit.controls:
             cols[POSITION_CONTROL] = fit.controls[POSITION_CONTROL].predict(x_val)
+        if train.ordinal:
+            ridge = fit_ridge(training.features(fit.hook), fitted.count, cfg.ridge_alpha, cfg.standardize)
+            ridge.save(ridge_path(fit.hook, out))
+            cols[REGRESSION] = ridge.predict(x_val)
         val_layers.append((layer, fit.hook, cols))
         if heldout is not None:
             x_held = heldout.features(fit.hook)

@@ -1,13 +1,15 @@
-"""Count or countdown? What a probe trained at one word count predicts at another.
+"""Count or countdown? What a probe trained at one unit count predicts at another.
 
-A probe trained on prompts of ``n`` words may read "words so far" (a count) or "words
-until the expected end" (a countdown): at ``n`` words both give the same label. On
-prompts of ``m != n`` words they part: word ``i`` is ``min(i, n - 1)`` by the count and
-``clip(i + n - m, 0, n - 1)`` by the countdown. Agreement with each hypothesis is
-measured on the points where the two differ, with prompt-bootstrap intervals, beside
-the agreement of the position-only baseline: a classifier of absolute position alone
-already looks like a count on shorter prompts (their first words sit where the training
-prompts' first words did), so a verdict needs the probe to beat it.
+A probe trained on prompts of ``n`` units may read "units so far" (a count) or "units
+until the expected end" (a countdown): at ``n`` units both give the same label. On
+prompts of ``m != n`` units they part: unit ``i`` is ``i`` by the count and ``i + n - m``
+by the countdown. Agreement with each hypothesis is measured on the points where the
+two differ and both name a label the probe was trained on (``0..n-1``; a hypothesis
+that names another label cannot be matched by any prediction), with prompt-bootstrap
+intervals, beside the agreement of the position-only baseline: a classifier of
+absolute position alone already looks like a count on shorter prompts (their first
+units sit where the training prompts' first units did), so a verdict needs the probe
+to beat it.
 """
 
 from __future__ import annotations
@@ -20,23 +22,24 @@ from emergent_pos.probes.predictions import LAYER, PROBE
 from emergent_pos.report.metrics import bootstrap_ci
 
 
-def hypotheses(index: np.ndarray, n_trained: int, n_words: int) -> dict[str, np.ndarray]:
-    """The label each hypothesis expects for word ``index`` of an ``n_words``-word prompt."""
-    return {
-        "count": np.minimum(index, n_trained - 1),
-        "countdown": np.clip(index + n_trained - n_words, 0, n_trained - 1),
-    }
+def hypotheses(index: np.ndarray, n_trained: int, n_units: int) -> dict[str, np.ndarray]:
+    """The label each hypothesis expects for unit ``index`` of an ``n_units``-unit prompt."""
+    return {"count": index, "countdown": index + n_trained - n_units}
 
 
 def count_vs_countdown(pred: pd.DataFrame, n_trained: int, layer: int) -> dict[str, dict]:
-    """Per evaluation length (training prefix, ``n_words != n_trained``) at one layer."""
+    """Per evaluation count (training prefix, ``n_units != n_trained``) at one layer."""
     out = {}
-    part = pred[(pred.prefix_id == 0) & (pred.n_words != n_trained) & (pred[LAYER] == layer)]
-    for m, g in part.groupby("n_words"):
+    part = pred[(pred.prefix_id == 0) & (pred.n_units != n_trained) & (pred[LAYER] == layer)]
+    for m, g in part.groupby("n_units"):
         i, p, pid = g[LABEL].to_numpy(), g[PROBE].to_numpy(), g.prompt_id.to_numpy()
         hyp = hypotheses(i, n_trained, int(m))
-        differ = hyp["count"] != hyp["countdown"]
-        row: dict = {"n_points": int(differ.sum())}
+        in_range = [(h >= 0) & (h < n_trained) for h in hyp.values()]
+        differ = (hyp["count"] != hyp["countdown"]) & in_range[0] & in_range[1]
+        row: dict = {"n_points": int(differ.sum()), "units_compared": sorted({int(v) for v in i[differ]})}
+        if not differ.any():  # every unit's two hypotheses agree or fall outside the trained labels
+            out[str(int(m))] = {**row, "verdict": "undecided"}
+            continue
         baseline = g.position_only.to_numpy()[differ] if "position_only" in g else None
         for name, expected in hyp.items():
             agree = p[differ] == expected[differ]

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, f1_score
 
-from emergent_pos.dataset.labels import LABEL, balanced_weights
+from emergent_pos.dataset.labels import LABEL, balanced_weights, cells
 from emergent_pos.probes.predictions import (
     BASELINES,
     LAYER,
+    MEAN_BASELINES,
     POSITION_CONTROL,
     PROBE,
+    REGRESSION,
     WORD_CONTROL,
     at_layer,
     label_column,
@@ -71,7 +73,7 @@ def per_class_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> list[
 
 
 def position_table(y: np.ndarray, pred: np.ndarray, position: np.ndarray) -> list[dict]:
-    """Accuracy and count per (absolute position, true word index): the seed's eyeballed number."""
+    """Accuracy and count per (absolute position, true label): the seed's eyeballed number."""
     rows = []
     for p in np.unique(position):
         for c in np.unique(y[position == p]):
@@ -79,7 +81,7 @@ def position_table(y: np.ndarray, pred: np.ndarray, position: np.ndarray) -> lis
             rows.append(
                 {
                     "position": int(p),
-                    "word_index": int(c),
+                    "label": int(c),
                     "n": int(m.sum()),
                     "accuracy": round(accuracy(y[m], pred[m]), 4),
                 }
@@ -88,7 +90,7 @@ def position_table(y: np.ndarray, pred: np.ndarray, position: np.ndarray) -> lis
 
 
 def column_accuracy(y: np.ndarray, pred: np.ndarray, position: np.ndarray) -> list[dict]:
-    """Accuracy per absolute position, over whichever word indices occur there."""
+    """Accuracy per absolute position, over whichever labels occur there."""
     return [
         {
             "position": int(p),
@@ -106,15 +108,15 @@ def normalized_confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.
     return np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
 
 
-def main_set(pred: pd.DataFrame, n_words: int) -> pd.DataFrame:
-    """The main evaluation set (training prefix, training word count), on which headlines are computed."""
-    return pred[(pred.prefix_id == 0) & (pred.n_words == n_words)].reset_index(drop=True)
+def main_set(pred: pd.DataFrame, n_units: int) -> pd.DataFrame:
+    """The main evaluation set (training prefix, training unit count), on which headlines are computed."""
+    return pred[(pred.prefix_id == 0) & (pred.n_units == n_units)].reset_index(drop=True)
 
 
-def prefix_transfer(pred: pd.DataFrame, n_words: int) -> dict[str, dict[str, float]]:
-    """Accuracy of the probes (trained on prefix 0) and of the position baseline on each prefix."""
+def prefix_transfer(pred: pd.DataFrame, n_units: int) -> dict[str, dict[str, float]]:
+    """Accuracy of the probes and of the position baseline on each prefix's prompts."""
     out = {}
-    for k, part in pred[pred.n_words == n_words].groupby("prefix_id"):
+    for k, part in pred[pred.n_units == n_units].groupby("prefix_id"):
         row = {
             f"layer_{layer:02d}": round(accuracy(g[LABEL].to_numpy(), g[PROBE].to_numpy()), 4)
             for layer, g in part.groupby(LAYER)
@@ -133,15 +135,17 @@ def evaluate(pred: pd.DataFrame, heldout: pd.DataFrame | None = None) -> dict:
     """Headline numbers per layer, each with its control or baseline beside it.
 
     ``pred`` holds the main evaluation set (``main_set``), long format: accuracy and its
-    prompt-bootstrap interval; position-balanced accuracy (every (position, index) cell at
-    a position shared by two or more indices weighted equally: the exact expectation over
-    random balanced subsamples) and its interval; selectivity against the best baseline;
-    the position-shuffled control. ``heldout`` (prompts of training words) adds the
-    probe's accuracy there and the word-type control's, with their difference.
+    prompt-bootstrap interval; position-balanced accuracy (balanced on absolute position
+    and the scheme's nearer confound: every (cell, label) pair of a (position, confound)
+    cell shared by two or more labels weighted equally: the exact expectation over random
+    balanced subsamples) and its interval; selectivity against the best baseline; the
+    position-shuffled control. ``heldout`` (prompts of training words) adds the probe's
+    accuracy there and the word-type control's, with their difference. An ordinal scheme
+    adds the ridge probe's out-of-sample R² with its interval (``regression``).
     """
     points = at_layer(pred, layers(pred)[0])
     y, position, pid = points[LABEL].to_numpy(), points.position.to_numpy(), points.prompt_id.to_numpy()
-    w = balanced_weights(position, y)
+    w = balanced_weights(cells(position, points.confound.to_numpy()), y)
 
     def scored(p: np.ndarray) -> dict[str, float]:
         lo, hi = bootstrap_ci(y == p, pid)
@@ -155,9 +159,9 @@ def evaluate(pred: pd.DataFrame, heldout: pd.DataFrame | None = None) -> dict:
             "balanced_ci_high": round(bhi, 4),
         }
 
-    baselines = {b: scored(points[b].to_numpy()) for b in BASELINES}
-    best_base = max(baselines[b]["accuracy"] for b in BASELINES)
-    best_base_bal = max(baselines[b]["balanced_accuracy"] for b in BASELINES)
+    baselines = {b: scored(points[b].to_numpy()) for b in BASELINES if b in points}
+    best_base = max(b["accuracy"] for b in baselines.values())
+    best_base_bal = max(b["balanced_accuracy"] for b in baselines.values())
     out = {}
     for layer in layers(pred):
         part = at_layer(pred, layer)
@@ -176,4 +180,52 @@ def evaluate(pred: pd.DataFrame, heldout: pd.DataFrame | None = None) -> dict:
                 r["word_control_accuracy"] = round(control, 4)
                 r["word_control_selectivity"] = round(r["heldout_accuracy"] - control, 4)
         out[layer] = r
-    return {"layers": out, "baselines": baselines, "balanced_points": round(float(w.sum()), 1)}
+    result = {"layers": out, "baselines": baselines, "balanced_points": round(float(w.sum()), 1)}
+    if REGRESSION in pred:
+        result["regression"] = regression(pred)
+    return result
+
+
+def regression(pred: pd.DataFrame) -> dict:
+    """An ordinal scheme's ridge probes: out-of-sample R² per layer with its prompt-bootstrap
+    interval, beside the mean-count baselines' R² and the best of them."""
+    points = at_layer(pred, layers(pred)[0])
+    y, pid = points["count"].to_numpy().astype(float), points.prompt_id.to_numpy()
+
+    def scored(p: np.ndarray) -> dict[str, float]:
+        lo, hi = bootstrap_r2(y, p, pid)
+        return {"r2": round(r2(y, p), 4), "r2_ci_low": round(lo, 4), "r2_ci_high": round(hi, 4)}
+
+    baselines = {b: scored(points[b].to_numpy()) for b in MEAN_BASELINES}
+    best = max(b["r2"] for b in baselines.values())
+    per_layer = {}
+    for layer in layers(pred):
+        r = scored(at_layer(pred, layer)[REGRESSION].to_numpy())
+        r["r2_over_best_baseline"] = round(r["r2"] - best, 4)
+        per_layer[layer] = r
+    return {"layers": per_layer, "baselines": baselines}
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Out-of-sample coefficient of determination (1 - SSE / SST around the scored set's own mean)."""
+    sst = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((y - pred) ** 2)) / sst if sst > 0 else float("nan")
+
+
+def bootstrap_r2(
+    y: np.ndarray, pred: np.ndarray, prompt_id: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of R² when whole prompts are resampled."""
+    ids, inverse = np.unique(prompt_id, return_inverse=True)
+    n = len(ids)
+    # per-prompt sums make each draw O(prompts): SSE, sum y, sum y², count
+    sse = np.bincount(inverse, weights=(y - pred) ** 2, minlength=n)
+    sy = np.bincount(inverse, weights=y, minlength=n)
+    syy = np.bincount(inverse, weights=y * y, minlength=n)
+    cnt = np.bincount(inverse, minlength=n).astype(float)
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    s_cnt, s_y, s_yy = cnt[draws].sum(1), sy[draws].sum(1), syy[draws].sum(1)
+    sst = s_yy - s_y**2 / s_cnt
+    stats = 1 - sse[draws].sum(1) / sst
+    lo, hi = np.quantile(stats, [0.025, 0.975])
+    return float(lo), float(hi)

@@ -17,6 +17,7 @@ import pandas as pd
 from emergent_pos.activations.config import ActivationsConfig
 from emergent_pos.analysis import interventions, plots
 from emergent_pos.analysis.applies import not_applicable
+from emergent_pos.analysis.behaviour import behaviour
 from emergent_pos.analysis.components import Layout
 from emergent_pos.analysis.config import InterventionsConfig
 from emergent_pos.analysis.forward import PromptSet, best_layer
@@ -64,9 +65,15 @@ def main() -> None:
         ranked = read_parquet(ATTRIBUTION)
         if ranked.empty:
             raise ParamError("interventions.components", cfg.components, f"attribution does not apply to {model}")
-    ps = PromptSet.from_table(read_parquet(prompts_path("val")), n_units, cfg.n_prompts, fits["char_bin"] or 1)
+    val = read_parquet(prompts_path("val"))
+    ps = PromptSet.from_table(val, n_units, cfg.n_prompts, fits["char_bin"] or 1)
     probes = load_probes(n_layers)
     bridge = load_bridge(MODEL_DIR, placement_from_env(), processing)
+    roles = [p["role"] for p in fits["prefixes"]]
+    acts = behaviour(bridge, val, roles, scheme.decision, n_units, cfg.n_prompts, fits["char_bin"] or 1)
+    write_json(DATA / "behaviour.json", {"end": scheme.decision.end, "prefixes": acts})
+    title = f"{model}: does the model end where the count says? ({scheme.name}, each prefix)"
+    save_figure(plots.behaviour(acts, scheme.decision.end, scheme.unit, n_units, title), PLOTS / "behaviour.png")
     text = None
     if cfg.text_file:
         text = interventions.text_prompts(bridge.tokenizer, cfg.text_file, card["n_ctx"], has_bos, cfg.n_prompts)
@@ -105,7 +112,7 @@ def main() -> None:
         write_parquet(DATA / "subspaces.parquet", pd.DataFrame())
         return
     layer = layers[0]
-    headline = {"model": model, **res.headline(layer, best)}
+    headline = {"model": model, **res.headline(layer, best), "behaviour": acts}
     DATA.mkdir(parents=True, exist_ok=True)
     write_parquet(DATA / "subspaces.parquet", pd.DataFrame(res.subspaces))
     details = {"steering": res.steering, "ablations": res.ablations, "patching": res.patching}

@@ -76,3 +76,44 @@ def test_compare_reads_steps_as_numbers_keeps_the_newest_and_skips_unfinished() 
         Path("plots/compare/model.revision.png"),
         Path("plots/compare/model.revision.json"),
     )
+
+
+def test_compare_slices_a_two_param_sweep_and_tables_each_scheme() -> None:
+    """`--where` keeps one slice of a sweep over scheme x init; the table's row for a scheme
+    shows its best layer, intervals, baselines and verdicts as metrics/probes.json holds them."""
+    from emergent_pos.compare import collect, parse_where, table
+
+    def entry(name: str, scheme: str, init: str) -> dict:
+        params = {"params.yaml": {"data": {"prompts": {"scheme": scheme}, "model": {"init": init}}}}
+        return {"rev": name * 5, "name": name, "data": {"timestamp": name, "params": params}, "error": None}
+
+    runs = [entry("a", "item_in_list", "pretrained"), entry("b", "item_in_list", "random")]
+    runs += [entry("c", "line_in_text", "pretrained"), entry("d", "line_in_text", "pretrained")]
+    runs[-1]["data"]["params"]["params.yaml"]["data"]["probe"] = {"C": 0.1}  # another sweep's: left out
+    listing = [{**entry("m", "word_in_sentence", "pretrained"), "experiments": [{"revs": [e]} for e in runs]}]
+    probes = {
+        "best_layer": 2,
+        "accuracy": 0.9,
+        "accuracy_ci": [0.88, 0.92],
+        "balanced": 0.8,
+        "balanced_ci": [0.75, 0.85],
+        "layers": [{"layer": 2, "accuracy": 0.9, "position_control_accuracy": 0.31}],
+        "baselines": [
+            {"baseline": "position_only", "accuracy": 0.5, "balanced_accuracy": 0.2},
+            {"baseline": "confound_only", "accuracy": 0.4, "balanced_accuracy": 0.35},
+        ],
+        "count_verdicts": [{"n_units": 5, "verdict": "count"}],
+    }
+    where = parse_where(["model.init=pretrained"])
+    points, notes = collect(listing, "prompts.scheme", ["accuracy"], "accuracy", lambda rev: {"probes": probes}, where)
+    assert [p.experiment for p in points] == ["a", "c", "m"]
+    assert "d: also changes probe.C (left out)" in notes
+    row = table(points, "prompts.scheme").splitlines()[2]
+    assert row == (
+        "| `item_in_list` | 2 | 0.900 [0.880, 0.920] | 0.800 [0.750, 0.850] | position_only 0.500 / 0.350 "
+        "| 0.310 | 5: count | - |"
+    )
+    with pytest.raises(Exception, match="expected KEY=VALUE"):
+        parse_where(["model.init"])
+    with pytest.raises(Exception, match="with model.init=other"):
+        collect(listing, "prompts.scheme", ["accuracy"], None, lambda rev: {}, {"model.init": "other"})

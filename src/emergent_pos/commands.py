@@ -4,6 +4,7 @@
     emergent-pos summary --rev HEAD~1    # ... for a commit, branch or DVC experiment name
     emergent-pos tokens "some text" --layer 1
     emergent-pos compare model.revision --layers   # a metric against a param, across experiments
+    emergent-pos experiments             # one row per experiment: what it changed, headline, controls
     emergent-pos architectures           # what TransformerLens can run (model.name)
 
 The pipeline itself runs with `dvc repro`; these commands only read what it wrote.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from emergent_pos.errors import UserError
 from emergent_pos.io.cli import print_one_line
 
 HEADER = (
@@ -72,10 +74,11 @@ def compare(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     metrics = args.metric or ["accuracy", "balanced", "position_only"]
+    where = cmp.parse_where(args.where)
     listing = cmp.exp_show(root, args.all_commits)
-    categorical = cmp.is_categorical(listing, args.param)
+    categorical = cmp.is_categorical(listing, args.param, where)
     field = args.layer_field if args.layers or categorical else None
-    points, notes = cmp.collect(listing, args.param, metrics, field, lambda rev: cmp.git_metrics(root, rev))
+    points, notes = cmp.collect(listing, args.param, metrics, field, lambda rev: cmp.git_metrics(root, rev), where)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     png, data = cmp.output_paths(args.out, args.param)
@@ -89,6 +92,25 @@ def compare(args: argparse.Namespace) -> int:
         title = args.title or f"{', '.join(metrics)}{layers} vs {args.param}"
         save_figure(cmp.figure(points, args.param, metrics, field, title), png)
     print(f"{len(points)} experiments -> {png}, {data}")
+    return 0
+
+
+def experiments(args: argparse.Namespace) -> int:
+    from emergent_pos import compare as cmp
+    from emergent_pos.io.files import write_json
+
+    root = Path(args.root)
+    found = cmp.experiments(cmp.exp_show(root, args.all_commits), lambda rev: cmp.git_metrics(root, rev))
+    if args.only:
+        found = [e for e in found if e.name in args.only]
+        missing = sorted(set(args.only) - {e.name for e in found})
+        if missing:
+            raise UserError(f"no finished experiment named {missing[0]!r} (see `dvc exp show`)")
+    if not found:
+        raise UserError("no finished experiment (run some with `dvc exp run`; see `dvc exp show`)")
+    print(cmp.experiments_table(found))
+    if args.out:
+        write_json(Path(args.out), {"experiments": [vars(e) for e in found]})
     return 0
 
 
@@ -125,8 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", help="output path without suffix, relative to here (default plots/compare/PARAM)")
     c.add_argument("--title", help="figure title")
     c.add_argument("--all-commits", action="store_true", help="experiments of every commit (dvc exp show -A)")
+    c.add_argument(
+        "--where", action="append", metavar="KEY=VALUE", help="only experiments with this param value (repeatable)"
+    )
     c.add_argument("--root", default=".", help="the pipeline directory (default: here)")
     c.set_defaults(func=compare)
+    e = sub.add_parser("experiments", help="one row per finished experiment: what it changed, its headline")
+    e.add_argument("only", nargs="*", help="experiment names (default: every finished one of HEAD)")
+    e.add_argument("--out", help="also write the rows and each one's metrics files as JSON here")
+    e.add_argument("--all-commits", action="store_true", help="experiments of every commit (dvc exp show -A)")
+    e.add_argument("--root", default=".", help="the pipeline directory (default: here)")
+    e.set_defaults(func=experiments)
     a = sub.add_parser("architectures", help="list the architectures TransformerLens can run")
     a.set_defaults(func=architectures)
     args = parser.parse_args(argv)

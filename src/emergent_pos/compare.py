@@ -3,6 +3,7 @@
     emergent-pos compare model.revision --layers          # when does the count emerge?
     emergent-pos compare probe.C --metric accuracy --metric selectivity
     emergent-pos compare prompts.scheme                   # a table and accuracy by layer per scheme
+    emergent-pos compare prompts.scheme --where model.init=random   # one slice of a two-param sweep
 
 The experiments (and the commits they branch from) are the ones ``dvc exp show --json``
 lists. That listing leaves out lists, so each point's metrics files are read whole from
@@ -26,6 +27,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import yaml
 from matplotlib.figure import Figure
 
 from emergent_pos.errors import UserError
@@ -48,7 +50,12 @@ class Point:
     metrics: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, list[float]] = field(default_factory=dict)
     layers: dict[int, dict[str, float]] = field(default_factory=dict)
-    probes: dict = field(default_factory=dict)  # metrics/probes.json as committed
+    files: dict[str, dict] = field(default_factory=dict)  # every metrics/*.json as committed, by stem
+
+    @property
+    def probes(self) -> dict:
+        """metrics/probes.json as committed."""
+        return self.files.get("probes") or {}
 
 
 def exp_show(root: Path, all_commits: bool = False) -> list[dict]:
@@ -77,38 +84,82 @@ def _param(params: dict, name: str) -> Any:
     return value
 
 
-def entries(listing: list[dict], param: str) -> list[Point]:
-    """Every committed entry (baseline commits and their finished experiments) holding ``param``.
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys (``{"probe": {"C": 1}}`` -> ``{"probe.C": 1}``)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _params_of(entry: dict) -> dict:
+    data = entry.get("data") or {}
+    return (((data.get("params") or {}).get("params.yaml")) or {}).get("data") or {}
+
+
+def parse_where(pairs: list[str] | None) -> dict[str, Any]:
+    """``--where KEY=VALUE`` pairs as a mapping, each value read as YAML reads it (``4``, ``true``)."""
+    where = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UserError(f"--where {pair!r}: expected KEY=VALUE, e.g. model.init=pretrained")
+        where[name] = yaml.safe_load(value)
+    return where
+
+
+def entries(
+    listing: list[dict], param: str, where: dict[str, Any] | None = None, notes: list[str] | None = None
+) -> list[Point]:
+    """Every committed entry (baseline commits and their finished experiments) holding ``param``,
+    with every ``where`` key at its value and every other param at its baseline commit's value:
+    one slice through the baseline, so that experiments of other sweeps (a control, another
+    model) sharing a value of ``param`` are left out (with a note) instead of replacing it.
 
     The workspace is left out: it is not a commit, and it repeats a commit or the last run.
     Queued and running experiments are left out too: DVC lists them under a commit that
     holds their params but the baseline's metrics.
     """
+    where = where or {}
     points = []
 
-    def add(entry: dict, name: str) -> None:
+    def add(entry: dict, name: str, base: dict[str, Any]) -> None:
         data = entry.get("data") or {}
-        params = (((data.get("params") or {}).get("params.yaml")) or {}).get("data") or {}
+        params = _params_of(entry)
         value = _param(params, param)
         if entry.get("error") or value is None:
+            return
+        if any(_param(params, k) != v for k, v in where.items()):
+            return
+        flat = _flat(params)
+        other = sorted(
+            k for k in flat.keys() | base.keys() if k != param and k not in where and flat.get(k) != base.get(k)
+        )
+        if other:
+            if notes is not None:
+                notes.append(f"{name}: also changes {', '.join(other[:3])} (left out)")
             return
         points.append(Point(name, data.get("rev") or entry["rev"], data.get("timestamp") or "", value))
 
     for commit in listing:
         if commit.get("rev") == "workspace":
             continue
-        add(commit, commit.get("name") or commit["rev"][:7])
+        base = _flat(_params_of(commit))
+        add(commit, commit.get("name") or commit["rev"][:7], base)
         for group in commit.get("experiments") or []:
             if (group.get("executor") or {}).get("state") not in (None, "success"):
                 continue
             for exp in group.get("revs") or []:
-                add(exp, exp.get("name") or exp["rev"][:7])
+                add(exp, exp.get("name") or exp["rev"][:7], base)
     return points
 
 
-def is_categorical(listing: list[dict], param: str) -> bool:
+def is_categorical(listing: list[dict], param: str, where: dict[str, Any] | None = None) -> bool:
     """Whether ``param``'s values across the listed experiments are not numbers (scheme names)."""
-    values = [p.value for p in entries(listing, param)]
+    values = [p.value for p in entries(listing, param, where)]
     return bool(values) and all(as_number(v) is None for v in values)
 
 
@@ -142,7 +193,7 @@ def place(points: list[Point]) -> tuple[list[Point], list[str]]:
 
 def read_point(point: Point, files: dict[str, dict], metrics: list[str], layer_field: str | None) -> None:
     """Fill ``point`` from its metrics files (name -> parsed JSON)."""
-    point.probes = files.get("probes") or {}
+    point.files = files
     for name in metrics:
         for data in files.values():
             if isinstance(data.get(name), int | float):
@@ -179,9 +230,12 @@ def collect(
     metrics: list[str],
     layer_field: str | None,
     read: Callable[[str], dict[str, dict]],
+    where: dict[str, Any] | None = None,
 ) -> tuple[list[Point], list[str]]:
     """The plotted points (sorted by x) and notes on what was left out."""
-    found, notes = place(entries(listing, param))
+    skipped: list[str] = []
+    found, notes = place(entries(listing, param, where, skipped))
+    notes = skipped + notes
     points = []
     for p in found:
         files = read(p.rev)
@@ -191,7 +245,8 @@ def collect(
         read_point(p, files, metrics, layer_field)
         points.append(p)
     if not points:
-        raise UserError(f"no committed experiment has the param {param!r} and metrics (see `dvc exp show`)")
+        among = f" with {', '.join(f'{k}={v}' for k, v in where.items())}" if where else ""
+        raise UserError(f"no committed experiment{among} has the param {param!r} and metrics (see `dvc exp show`)")
     missing = [m for m in metrics if not any(m in p.metrics for p in points)]
     if missing:
         raise UserError(f"no experiment has the metric {missing[0]!r} (see `dvc metrics show`)")
@@ -276,7 +331,7 @@ def table(points: list[Point], param: str) -> str:
         return format(x, fmt) if isinstance(x, int | float) else "-"
 
     lines = [
-        f"| {param} | best layer | accuracy [95% CI] | balanced [95% CI] | best baseline (balanced) "
+        f"| {param} | best layer | accuracy [95% CI] | balanced [95% CI] | best baseline: accuracy / balanced "
         "| position-shuffled control | count vs countdown | R² [95% CI] vs best baseline |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -285,6 +340,7 @@ def table(points: list[Point], param: str) -> str:
         ci, bci = m.get("accuracy_ci") or [None, None], m.get("balanced_ci") or [None, None]
         bases = m.get("baselines") or []
         top = max(bases, key=lambda b: b.get("accuracy", 0)) if bases else {}
+        top_balanced = max((b.get("balanced_accuracy", 0) for b in bases), default=None)
         layer_row = next((r for r in m.get("layers") or [] if r.get("layer") == m.get("best_layer")), {})
         verdicts = ", ".join(f"{v['n_units']}: {v['verdict']}" for v in m.get("count_verdicts") or []) or "-"
         r2 = "-"
@@ -294,8 +350,77 @@ def table(points: list[Point], param: str) -> str:
         lines.append(
             f"| `{p.x}` | {m.get('best_layer', '-')} | {num(m.get('accuracy'))} [{num(ci[0])}, {num(ci[1])}] "
             f"| {num(m.get('balanced'))} [{num(bci[0])}, {num(bci[1])}] "
-            f"| {top.get('baseline', '-')} {num(top.get('accuracy'))} ({num(top.get('balanced_accuracy'))}) "
+            f"| {top.get('baseline', '-')} {num(top.get('accuracy'))} / {num(top_balanced)} "
             f"| {num(layer_row.get('position_control_accuracy'))} | {verdicts} | {r2} |"
+        )
+    return "\n".join(lines)
+
+
+@dataclass
+class Experiment:
+    """One finished experiment: the params it changed against its baseline commit, and its metrics files."""
+
+    name: str
+    rev: str
+    baseline: str
+    timestamp: str
+    changed: dict[str, Any]
+    files: dict[str, dict] = field(default_factory=dict)
+
+
+def experiments(listing: list[dict], read: Callable[[str], dict[str, dict]]) -> list[Experiment]:
+    """Every finished experiment of the listed commits, oldest first, with what it changed."""
+    found = []
+    for commit in listing:
+        if commit.get("rev") == "workspace":
+            continue
+        base = _flat(_params_of(commit))
+        for group in commit.get("experiments") or []:
+            if (group.get("executor") or {}).get("state") not in (None, "success"):
+                continue
+            for exp in group.get("revs") or []:
+                if exp.get("error"):
+                    continue
+                data = exp.get("data") or {}
+                params = _flat(_params_of(exp))
+                changed = {k: v for k, v in params.items() if base.get(k) != v}
+                rev = data.get("rev") or exp["rev"]
+                name = exp.get("name") or rev[:7]
+                label = commit.get("name") or commit["rev"][:7]
+                found.append(Experiment(name, rev, label, data.get("timestamp") or "", changed, read(rev)))
+    return sorted(found, key=lambda e: e.timestamp)
+
+
+def experiments_table(found: list[Experiment]) -> str:
+    """One Markdown row per experiment: what it changed, and its headline with intervals and controls."""
+
+    def num(x: object, fmt: str = ".3f") -> str:
+        return format(x, fmt) if isinstance(x, int | float) else "-"
+
+    lines = [
+        "| experiment | changed params | best layer | accuracy [95% CI] | position-balanced [95% CI] "
+        "| best baseline | position-shuffled control | probe / word-type control, held-out "
+        "| count vs countdown | stop-decision loss: probe subspace vs random |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in found:
+        m, used = e.files.get("probes") or {}, e.files.get("interventions") or {}
+        ci, bci = m.get("accuracy_ci") or [None, None], m.get("balanced_ci") or [None, None]
+        top = max(m.get("baselines") or [{}], key=lambda b: b.get("accuracy", 0))
+        row = next((r for r in m.get("layers") or [] if r.get("layer") == m.get("best_layer")), {})
+        verdicts = ", ".join(f"{v['n_units']}: {v['verdict']}" for v in m.get("count_verdicts") or []) or "-"
+        changed = ", ".join(f"`{k}={v}`" for k, v in e.changed.items()) or "-"
+        loss = "-"
+        if "loss_up_probe" in used:
+            loss = f"+{num(used['loss_up_probe'])} vs {num(used.get('loss_up_random'), '+.3f')}"
+        lines.append(
+            f"| {e.name} | {changed} | {m.get('best_layer', '-')} "
+            f"| {num(m.get('accuracy'))} [{num(ci[0])}, {num(ci[1])}] "
+            f"| {num(m.get('balanced'))} [{num(bci[0])}, {num(bci[1])}] "
+            f"| {top.get('baseline', '-')} {num(top.get('accuracy'))} "
+            f"| {num(row.get('position_control_accuracy'))} "
+            f"| {num(row.get('heldout_accuracy'))} / {num(row.get('word_control_accuracy'))} "
+            f"| {verdicts} | {loss} |"
         )
     return "\n".join(lines)
 
@@ -319,7 +444,7 @@ def as_json(points: list[Point], param: str, notes: list[str]) -> dict:
                 "metrics": p.metrics,
                 "intervals": p.intervals,
                 "layers": {str(k): v for k, v in p.layers.items()},
-                "probes": p.probes,
+                "files": p.files,
             }
             for p in points
         ],

@@ -14,21 +14,37 @@ from emergent_pos.model.organism import Corpus
 from helpers import TINY_TOY
 
 
-def test_sequences_hold_headed_sentences_of_the_announced_length(tiny_model_dir: Path) -> None:
+def test_every_announced_block_holds_the_count_its_header_names(tiny_model_dir: Path) -> None:
+    """Decode sequences and recount each announced block by its scheme's rule (the last,
+    cut by ``seq_len``, is left out): the header's number is what the model must count to."""
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    cfg = ToyConfig(**{**TINY_TOY, "seq_len": 128})
+    cfg = ToyConfig(**{**TINY_TOY, "seq_len": 512})
     words, _ = source_words("wordfreq", cfg.n_source_words)
     corpus = Corpus.build(tok, words, SEED_PREFIX, cfg)
     assert corpus.prefix[0] == tok.bos_token_id and tok.decode(corpus.prefix[1:]) == SEED_PREFIX
-    rng = np.random.default_rng(0)
-    batch = corpus.batch(rng, cfg)
-    assert batch.shape == (cfg.batch_size, cfg.seq_len)
-    lines = tok.decode(corpus.sequence(np.random.default_rng(1), cfg)).split("\n")
-    pairs = [(int(lines[i][:-1]), lines[i + 1]) for i in range(len(lines) - 1) if re.fullmatch(r"\d:", lines[i])]
-    complete = [(k, s) for k, s in pairs if s.endswith(".")]
-    assert complete
-    for k, sentence in complete:  # each header announces the length of the sentence after it
-        assert sentence.startswith("When ") and len(sentence.removesuffix(".").split()) - 1 == k
+    assert corpus.batch(np.random.default_rng(0), cfg).shape == (cfg.batch_size, cfg.seq_len)
+    seen: dict[str, int] = {}
+    for seed in range(6):
+        text = tok.decode(corpus.sequence(np.random.default_rng(seed), cfg)).removeprefix(tok.bos_token)
+        parts = re.split(r"\n(\d+)([:.,|~])\nWhen", text)
+        for k, sym, body in zip(parts[1:-3:3], parts[2:-3:3], parts[3:-3:3], strict=True):
+            k = int(k)
+            seen[sym] = seen.get(sym, 0) + 1
+            if sym == ":":  # words: every sentence of the paragraph has k words
+                assert body.endswith(".")
+                assert all(len(s.split()) == k for s in body.removesuffix(".").split(". When"))
+            elif sym == ".":  # sentences: k full stops
+                assert body.endswith(".") and body.count(".") == k
+            elif sym == ",":  # items: k comma-separated items after the colon
+                assert body.startswith(":") and body.endswith(".") and len(body.split(",")) == k
+            elif sym == "|":  # lines: k lines, each ended by a newline
+                assert body.startswith("\n") and body.endswith("\n") and body.count("\n") == k + 1
+            else:  # chars: greedy wrapping at width k
+                assert body.startswith("\n") and body.endswith("\n")
+                lines = body[1:-1].split("\n")
+                for line, after in zip(lines, lines[1:], strict=False):
+                    assert len(line) <= k < len(line) + 1 + len(after.split()[0])
+    assert set(seen) == {":", ".", ",", "|", "~"}  # every scheme occurs
 
 
 def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:

@@ -47,8 +47,9 @@ def test_full_pipeline_outputs(repo: Path) -> None:
     card = json.loads((repo / "data/model/model_card.json").read_text())
     assert card["n_layers"] == 2 and (repo / "data/model/model.safetensors").exists()
     hooks = residual_hooks(2)
-    # validation: the prefix and its same-length control at 7 words, then 5 and 9 words
-    for split, n_prompts in (("train", 60), ("val", 4 * 40), ("heldout", 30)):
+    # validation: the prefix and its same-length control at 7 words, then 5 and 9 words,
+    # then the two-sentence paragraphs (the scheme's variant)
+    for split, n_prompts in (("train", 60), ("val", 5 * 40), ("heldout", 30)):
         assert pd.read_parquet(repo / f"data/prompts/{split}.parquet").prompt_id.nunique() == n_prompts
     for split in ("train", "val", "heldout"):
         if split != "heldout":
@@ -98,6 +99,7 @@ def test_plot_definitions_are_complete_and_not_repeated(repo: Path) -> None:
         "plots/report/confusion_layer_01.png",
         "plots/report/key_plot_layer_01.png",
         "plots/report/prefix_transfer.png",
+        "plots/interventions/behaviour.png",
         "plots/report/count_vs_countdown.png",
         "plots/heads/scores.png",
         "plots/heads/patterns.png",
@@ -169,6 +171,16 @@ def test_compare_plots_the_experiment_beside_its_baseline(
     assert capsys.readouterr().err.strip() == (
         "error: no committed experiment has the param 'probe.nothing' and metrics (see `dvc exp show`)"
     )
+    # `emergent-pos experiments`: the experiment's row says what it changed and holds its metrics
+    listing = repo / "plots/compare/experiments.json"
+    assert main(["experiments", "--out", str(listing), "--root", str(repo)]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    small = _committed(repo, data["points"][0]["rev"], "metrics/probes.json")
+    assert len(rows) == 3 and rows[2].startswith("| small-c | `probe.C=0.1`")
+    assert f"| {small['accuracy']:.3f} [{small['accuracy_ci'][0]:.3f}, {small['accuracy_ci'][1]:.3f}] |" in rows[2]
+    assert json.loads(listing.read_text())["experiments"][0]["files"]["probes"] == small
+    assert main(["experiments", "no-such-exp", "--root", str(repo)]) == 2
+    assert "no finished experiment named 'no-such-exp'" in capsys.readouterr().err
 
 
 def test_torch_backend_reruns_only_probes_and_agrees_with_sklearn(repo: Path) -> None:
@@ -225,12 +237,13 @@ def test_variants_prefixes_nonwords_all_tokens_extra_hooks(repo: Path) -> None:
     assert set(np.unique(pred.label[pred.n_units == 5])) == set(range(5))
     assert set(np.unique(pred.probe)) <= set(range(5))  # probes trained on 5 words predict 0..4
     probes = json.loads((repo / "data/report/probes.json").read_text())
-    assert set(probes["prefix_transfer"]) == {"0", "1", "2", "3"}  # given prefixes + the same-length control
+    # given prefixes, the same-length control, then the paragraph variant
+    assert set(probes["prefix_transfer"]) == {"0", "1", "2", "3", "4"}
     assert probes["token"] == "all" and probes["n_val"] > 40 * 5  # every token of every word
     for r in probes["layers"].values():  # saga is stochastic: one fit per seed, spread reported
         assert len(r["seed_accuracies"]) == 2 and r["seed_accuracy_std"] >= 0
     val = pd.read_parquet(repo / "data/prompts/val.parquet")
-    assert val.prefix_id.nunique() == 4 and val.prompt_id.nunique() == (4 + 2) * 40
+    assert val.prefix_id.nunique() == 5 and val.prompt_id.nunique() == (5 + 2) * 40
     main = val[val.n_units == 5]
     words = [[w for w in main[main.prefix_id == k].word.tolist() if w] for k in range(4)]
     assert words[0] == words[1] == words[2] == words[3]

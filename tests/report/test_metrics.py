@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emergent_pos.report.metrics import bootstrap_ci, evaluate
+from emergent_pos.report.metrics import bootstrap_ci, evaluate, prefix_transfer
 
 
 def test_bootstrap_interval_shrinks_with_more_prompts() -> None:
@@ -69,3 +69,25 @@ def test_r2_is_out_of_sample_and_its_interval_covers_it() -> None:
     lo, hi = bootstrap_r2(y, pred, pid)
     assert lo < r2(y, pred) < hi and 0.6 < r2(y, pred) < 0.9
     assert r2(y, -y) < 0  # worse than the mean: R² is not clipped
+
+
+def test_prefix_transfer_scores_each_prefix_with_an_interval() -> None:
+    """Per prefix and layer: accuracy as counted by hand, an interval around it; the
+    position baseline of each prefix; other unit counts are left out."""
+    rows = []
+    for prefix_id, hits in ((0, [1, 1, 1, 1]), (1, [1, 0, 0, 0])):
+        for prompt in range(4):
+            for layer in (0, 1):
+                label = prompt % 3
+                probe = label if (hits[prompt] or layer == 1) else label + 1
+                rows.append(
+                    {"prefix_id": prefix_id, "n_units": 7, "prompt_id": 10 * prefix_id + prompt, "layer": layer}
+                    | {"label": label, "probe": probe, "position_only": 0}
+                )
+    rows.append(rows[0] | {"n_units": 5, "probe": 99})
+    out = prefix_transfer(pd.DataFrame(rows), 7)
+    assert set(out) == {"0", "1"}
+    assert out["0"]["accuracy"] == {"0": 1.0, "1": 1.0} and out["1"]["accuracy"] == {"0": 0.25, "1": 1.0}
+    lo, hi = out["1"]["ci"]["0"]
+    assert 0.0 <= lo <= 0.25 <= hi <= 1.0 and lo < hi
+    assert out["1"]["position_only"] == 0.5 and out["1"]["n_prompts"] == 4  # labels 0,1,2,0: two are 0

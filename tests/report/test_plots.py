@@ -30,8 +30,11 @@ def test_plot_functions_return_figures() -> None:
         | {"balanced_accuracy": 0.45, "balanced_ci_low": 0.4, "balanced_ci_high": 0.5, "position_control_accuracy": 0.3}
     )
     baselines = {"position_only": 0.2, "confound_only": 0.25, "position_and_space": 0.3, "majority": 0.1}
-    transfer = {"0": {"layer_00": 0.5, "layer_01": 0.9, "position_only": 0.4}, "1": {"layer_00": 0.2, "layer_01": 0.3}}
-    transfer["1"]["position_only"] = 0.1
+    transfer = {
+        k: {"accuracy": {"0": a, "1": b}, "ci": {"0": [a - 0.1, a + 0.1], "1": [b - 0.1, b + 0.1]}}
+        | {"position_only": 0.2}
+        for k, a, b in (("0", 0.5, 0.9), ("1", 0.2, 0.3))
+    }
     figures = [
         plots.key_plot(y, pred, pos, 3, "key"),
         plots.accuracy_by_layer(table, baselines, "acc"),

@@ -44,10 +44,12 @@ class PromptSet:
     prompt_id: np.ndarray
 
     @classmethod
-    def from_table(cls, table: pd.DataFrame, n_units: int, n_prompts: int, bin_width: int = 1) -> PromptSet:
-        """The first ``n_prompts`` prompts of the training prefix at ``n_units`` units."""
+    def from_table(
+        cls, table: pd.DataFrame, n_units: int, n_prompts: int, bin_width: int = 1, prefix_id: int = 0
+    ) -> PromptSet:
+        """The first ``n_prompts`` prompts of one prefix (0: the training prefix) at ``n_units`` units."""
         table = table.reset_index(drop=True)
-        keep = (table.prefix_id.to_numpy() == 0) & (table.n_units.to_numpy() == n_units)
+        keep = (table.prefix_id.to_numpy() == prefix_id) & (table.n_units.to_numpy() == n_units)
         ids = pd.unique(table.prompt_id[keep])[:n_prompts]
         part = table[table.prompt_id.isin(ids)]
         starts = np.flatnonzero(part.position.to_numpy() == 0)[1:]

@@ -90,7 +90,9 @@ class Results:
         """metrics/interventions.json: "is it used?" as two numbers `dvc metrics show` prints (how much
         the stop-decision loss rises when the probe subspace is projected out, and the random
         subspaces' mean), the rest in lists (left off its table): intervals, the random draws'
-        sd, min and max, how many of their sds the probe lies above (95% CI), the top ablations."""
+        sd (with its interval over draws), min and max, how many of their sds the probe lies
+        above (95% CI), the top ablations, and the model's own end-token probability per
+        prefix (``behaviour``)."""
         stop = headline["stop_decision_loss"]["projection"]
         above = [stop["random_sds_above"], *stop["random_sds_above_ci"]] if stop["random_sds_above"] else []
         return {
@@ -101,6 +103,7 @@ class Results:
                 round(stop["random"]["sd"], 4),
                 *(round(v, 4) for v in stop["random"]["range"]),
             ],
+            "loss_up_random_sd_ci": [round(v, 4) for v in stop["random"].get("sd_ci", [])],
             "loss_up_random_sds_above": [round(v, 2) for v in above],
             "top_ablations": [
                 {
@@ -110,6 +113,10 @@ class Results:
                     "ci": [round(v, 4) for v in r.get(f"accuracy_drop_layer_{best}_ci", [])],
                 }
                 for r in headline["top_ablations"][:3]
+            ],
+            "behaviour": [
+                {k: r[k] for k in ("prefix_id", "role", "at_end", "at_end_ci", "elsewhere")}
+                for r in headline.get("behaviour", [])
             ],
         }
 

@@ -46,6 +46,8 @@ class Outcome:
     scores: np.ndarray  # [prompt, block, head]: summed share on the unit starts since the anchor
     score_n: np.ndarray  # [prompt]: queries counted
     end_prob: np.ndarray  # [prompt, unit]: probability of the end token at each unit's decision token
+    end_sums: np.ndarray  # [prompt, 2]: summed end probability where the end follows, where it does not
+    end_n: np.ndarray  # [prompt, 2]: decisions counted in each
 
     def mean_loss(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -93,7 +95,7 @@ class Task:
             else:
                 at = closes - 1 if decision.at == "before_unit_end" else closes
                 last = t[:-1] if decision.at == "before_unit_end" else t  # the last separator gives way to the end
-                seq, here = np.concatenate([last, [end_id]]), unit[at] == n_units - 1
+                seq, here = np.concatenate([last, [end_id]]), ps.label[i][at] == n_units - 1
             keep = at < len(seq) - 1  # a target follows
             seqs.append(seq)
             decide.append(at[keep])
@@ -133,6 +135,8 @@ def measure(
         scores=np.zeros((len(ps), n_blocks, n_heads)),
         score_n=np.zeros(len(ps)),
         end_prob=np.full((len(ps), width), np.nan),
+        end_sums=np.zeros((len(ps), 2)),
+        end_n=np.zeros((len(ps), 2)),
     )
     end = task.end_id
     names = [FINAL, *(resid[layer] for layer in layers)]
@@ -160,6 +164,9 @@ def measure(
                 bce = -np.log(np.where(task.ends_here[i], p_end, 1 - p_end).clip(1e-12))
                 out.loss[i, 2], out.loss_n[i, 2] = bce.sum(), len(at)
                 out.end_prob[i, task.decide_unit[i]] = p_end
+                here = task.ends_here[i]
+                out.end_sums[i] = p_end[here].sum(), p_end[~here].sum()
+                out.end_n[i] = here.sum(), (~here).sum()
             probed = ps.probed(i)
             out.points[i] = len(probed)
             for j, layer in enumerate(layers):

@@ -24,7 +24,7 @@ from emergent_pos.model.hooks import capture, residual_hooks
 from emergent_pos.probes.baselines import LookupBaseline
 from emergent_pos.probes.linear import LinearProbe
 from emergent_pos.report.metrics import bootstrap_ci
-from emergent_pos.report.plots import index_colours
+from emergent_pos.style import index_colours, visible
 
 COLUMNS = ["position", "token", "layer", "hook", "predicted", "probability"]
 
@@ -142,15 +142,10 @@ def grid(df: pd.DataFrame) -> tuple[list[str], list[int], np.ndarray, np.ndarray
     return list(first.token), [int(v) for v in layers], index, prob
 
 
-def visible(token: str) -> str:
-    """A token as a header cell shows it: spaces as ``·``, newlines as ``⏎``, nothing as ``∅``."""
-    return token.replace(" ", "·").replace("\n", "⏎").replace("\t", "⇥") or "∅"
-
-
 def page(texts: list[tuple[str, pd.DataFrame]], title: str, per_row: int = 24) -> str:
     """A self-contained HTML page (no scripts, no network): per text, its tokens in rows of
     ``per_row`` (it never runs past the window), one row of cells per layer, each coloured by
-    the predicted label in the figures' colours (``report.plots.index_colours``)."""
+    the predicted label in the figures' colours (``style.index_colours``)."""
     n_colours = max(int(df.predicted.max()) + 1 for _, df in texts)
     colours = [to_hex(c) for c in index_colours(n_colours)]
     legend = " ".join(f"<span class='cell' style='background:{colours[i]}'>{i}</span>" for i in range(n_colours))

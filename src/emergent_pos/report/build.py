@@ -78,6 +78,16 @@ def headline_metrics(full: dict) -> dict:
         "layers": [{"layer": int(k), **{f: v.get(f) for f in HEADLINE_COLUMNS}} for k, v in full["layers"].items()],
         "baselines": [{"baseline": name, **scores} for name, scores in full["baselines"].items()],
         "count_verdicts": [{"n_units": int(m), **r} for m, r in full["count_vs_countdown"].items()],
+        "transfer": [
+            {
+                "prefix_id": int(k),
+                "role": row.get("role"),
+                "accuracy": row["accuracy"][str(full["best_layer"])],
+                "ci": row["ci"][str(full["best_layer"])],
+                "position_only": row["position_only"],
+            }
+            for k, row in full["prefix_transfer"].items()
+        ],
     }
     if "regression" in full:
         reg = full["regression"]

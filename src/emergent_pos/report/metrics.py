@@ -113,17 +113,25 @@ def main_set(pred: pd.DataFrame, n_units: int) -> pd.DataFrame:
     return pred[(pred.prefix_id == 0) & (pred.n_units == n_units)].reset_index(drop=True)
 
 
-def prefix_transfer(pred: pd.DataFrame, n_units: int) -> dict[str, dict[str, float]]:
-    """Accuracy of the probes and of the position baseline on each prefix's prompts."""
+def prefix_transfer(pred: pd.DataFrame, n_units: int) -> dict[str, dict]:
+    """Accuracy of the probes (per layer, with prompt-bootstrap intervals) and of the
+    position baseline on each prefix's prompts: does the count transfer across contexts?"""
     out = {}
     for k, part in pred[pred.n_units == n_units].groupby("prefix_id"):
-        row = {
-            f"layer_{layer:02d}": round(accuracy(g[LABEL].to_numpy(), g[PROBE].to_numpy()), 4)
-            for layer, g in part.groupby(LAYER)
-        }
+        acc, ci = {}, {}
+        for layer, g in part.groupby(LAYER):
+            correct = g[LABEL].to_numpy() == g[PROBE].to_numpy()
+            acc[str(layer)] = round(float(correct.mean()), 4)
+            ci[str(layer)] = [round(v, 4) for v in bootstrap_ci(correct, g.prompt_id.to_numpy())]
         first = at_layer(part, layers(part)[0])
-        row["position_only"] = round(accuracy(first[LABEL].to_numpy(), first.position_only.to_numpy()), 4)
-        out[str(k)] = row
+        correct = first[LABEL].to_numpy() == first.position_only.to_numpy()
+        out[str(k)] = {
+            "accuracy": acc,
+            "ci": ci,
+            "position_only": round(float(correct.mean()), 4),
+            "position_only_ci": [round(v, 4) for v in bootstrap_ci(correct, first.prompt_id.to_numpy())],
+            "n_prompts": int(first.prompt_id.nunique()),
+        }
     return out
 
 

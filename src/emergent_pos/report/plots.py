@@ -4,7 +4,7 @@ Each function takes data and returns a matplotlib ``Figure``; the report stage s
 them (``io.files.save_figure``). ``accuracy_by_layer`` and ``series_records`` take the
 per-layer headline table as ``Pipeline.summary()`` returns it, so a notebook draws the
 same figure from the API. No backend is chosen here, so a notebook that imports this
-module keeps its inline figures. Colours: ``index_colours`` for unit indices (shared by
+module keeps its inline figures. Colours: ``style.index_colours`` for unit indices (shared by
 the token read-outs), ``ROLE`` for the probe, its controls and baselines everywhere.
 """
 
@@ -16,15 +16,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-WIDTH_IN = 12.5
-"""Widest figure in inches: 1,375 px at the 110 dpi figures are saved with (``io.files.save_figure``),
-inside a 1,400-px window."""
-
-
-def index_colours(n: int) -> list:
-    """One colour per unit index (0, 1, ...), the same in every figure and page."""
-    return sns.color_palette("tab10" if n <= 10 else "husl", n)
-
+from emergent_pos.style import WIDTH_IN, index_colours
 
 ROLE = {
     "probe": {"color": "tab:blue", "marker": "o", "ls": "-"},
@@ -163,7 +155,7 @@ def accuracy_by_layer(table: pd.DataFrame, baselines: dict[str, float], title: s
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     fig.legend(loc="outside right upper", fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     return fig
 
 
@@ -187,28 +179,31 @@ def confusion(matrix: np.ndarray, title: str, unit: str = "word") -> Figure:
 
 
 def prefix_transfer(transfer: dict[str, dict], title: str) -> Figure:
-    """Accuracy per layer on each prefix (prefix_id 0 = the training prefix), with the
-    position-only baseline of each prefix dashed in the same colour.
+    """Accuracy per layer on each prefix (prefix_id 0 = the training prefix) with its 95%
+    interval, and the position-only baseline of each prefix dashed in the same colour.
 
-    ``transfer`` is ``metrics.prefix_transfer``'s: per prefix, ``layer_NN`` accuracies,
-    ``position_only`` and (when known) its ``role``.
+    ``transfer`` is ``metrics.prefix_transfer``'s: per prefix, ``accuracy`` and ``ci`` by
+    layer, ``position_only`` and (when known) its ``role``.
     """
-    fig, ax = plt.subplots(figsize=(9, 4.2), layout="constrained")
-    layers: list[int] = []
+    fig, ax = plt.subplots(figsize=(10, 4.4), layout="constrained")
+    layer_ids: list[int] = []
     for i, (k, row) in enumerate(transfer.items()):
         color = f"C{i}"
-        keys = sorted(key for key in row if key.startswith("layer_"))
-        layers = [int(key.removeprefix("layer_")) for key in keys]
+        layer_ids = sorted(int(layer) for layer in row["accuracy"])
+        acc = [row["accuracy"][str(layer)] for layer in layer_ids]
+        lo, hi = zip(*(row["ci"][str(layer)] for layer in layer_ids), strict=True)
         role = row.get("role") or ("training prefix" if k == "0" else "held-out")
-        ax.plot(layers, [row[key] for key in keys], marker="o", color=color, label=f"prefix {k} ({role})")
+        ax.plot(layer_ids, acc, marker="o", color=color, label=f"prefix {k} ({role}), 95% CI")
+        ax.fill_between(layer_ids, lo, hi, color=color, alpha=0.15, lw=0)
         ax.axhline(row["position_only"], ls="--", color=color, alpha=0.6)
+    ax.plot([], [], ls="--", color="0.4", label="position-only baseline (per prefix, same colour)")
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel("validation accuracy")
-    ax.set_xticks(layers)
+    ax.set_xticks(layer_ids)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right upper")
-    ax.set_title(title + " (dashed: position-only baseline of the same prefix)", fontsize=10)
+    ax.set_title(title, fontsize=10)
     return fig
 
 

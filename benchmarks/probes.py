@@ -64,10 +64,14 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
         {
             "prompt_id": np.repeat(np.arange(n_prompts), 7),
             "prefix_id": 0,
-            "n_words": 7,
+            "n_units": 7,
             "position": position.ravel(),
-            "word_index": word,
+            "label": word,
+            "confound": position.ravel() - PREFIX_TOKENS,  # tokens since the anchor
+            "unit_start": True,
+            "unit_end": True,
             "word": [f"w{i}" for i in range(len(word))],
+            "word_type": [f"w{i}" for i in range(len(word))],
             "is_word_start": lengths.ravel() == 1,
             "is_word_end": True,
         }
@@ -93,7 +97,7 @@ def synthetic_split(root: Path, n_prompts: int, n_layers: int, d: int, seed: int
         writer = HookWriter(hook_path(root, hook), meta)
         writer.write(0, x)
         writer.commit()
-    return Split(Points.select(table, "last"), root, "synthetic", len(table))
+    return Split(Points.select(table, "last"), root, "synthetic", len(table), ordinal=False)
 
 
 def run(train: Split, val: Split, n_layers: int, cfg: ProbeConfig, jobs: int | None, device: str) -> dict:
@@ -105,7 +109,7 @@ def run(train: Split, val: Split, n_layers: int, cfg: ProbeConfig, jobs: int | N
     layers = [at_layer(pred, i) for i in range(n_layers)]
     return {
         "seconds_per_layer": seconds / n_layers,
-        "accuracy": [float((p.word_index == p.probe).mean()) for p in layers],
+        "accuracy": [float((p.label == p.probe).mean()) for p in layers],
         "control_accuracy": [float((p.position_control_label == p.position_control).mean()) for p in layers],
         "n_iter": [info[i]["n_iter"] for i in range(n_layers)],
         "convergence_warnings": sum(info[i]["convergence_warnings"] for i in range(n_layers)),

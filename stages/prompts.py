@@ -59,7 +59,7 @@ def main() -> None:
         if "\\n" in text:
             logger.warning(
                 "%s holds a backslash followed by n, not a newline: to pass a newline through "
-                "`dvc exp run -S`, quote the argument with $'...' (see README)",
+                "`dvc exp run -S`, quote the argument with $'...' (see docs/pipeline.md, Prompts)",
                 name,
             )
         check_prefix_fits(ids, cfg, n_ctx, name)

@@ -38,6 +38,7 @@ TINY_PARAMS = {
     "toy": TINY_TOY,
     "dictionary": {"source": "wordfreq", "n_words": 2000, "max_tokens": 3, "train_fraction": 0.8},
     "prompts": {
+        "scheme": "word_in_sentence",
         "prefix": SEED_PREFIX,
         "n_units": 7,
         "n_train": 60,

@@ -36,16 +36,17 @@ def test_summary_of_a_revision_and_bad_revision(tiny_project: Path, capsys: pyte
     assert capsys.readouterr().err.startswith("error: 'no-such-rev' is neither a git revision")
 
 
-def test_terminal_tables_fit_in_160_columns(tiny_project: Path) -> None:
-    """`dvc metrics show` and README's documented `dvc exp show` filter fit a terminal."""
+def test_terminal_tables_fit_in_80_columns(project_copy: Path) -> None:
+    """README's `dvc exp show` filter fits an 80-column terminal with an experiment listed:
+    no column collapses to "…"."""
     readme = (REPO / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith("dvc exp show --drop"))
-    keep = line.split("--keep ", 1)[1].strip().strip("'")
-    shown = dvc(tiny_project, "exp", "show", "--drop", ".*", "--keep", keep)
-    for out in (dvc(tiny_project, "metrics", "show"), shown):
-        widths = [len(x) for x in out.splitlines()]
-        assert max(widths) <= 160, out
-    for column in ("accuracy", "loss_up_probe", "probe.C", "model.name"):
+    keep = line.split("--keep ", 1)[1].split("'")[1]
+    dvc(project_copy, "exp", "run", "report", "-S", "probe.C=0.5", "-n", "small-c")
+    narrow = {"COLUMNS": "80"}
+    shown = dvc(project_copy, "exp", "show", "--drop", ".*", "--keep", keep, env=narrow)
+    assert max(len(x) for x in shown.splitlines()) <= 80 and "…" not in shown, shown
+    for column in ("accuracy", "balanced", "loss_up_probe", "probe.C", "small-c"):
         assert column in shown, shown
 
 
@@ -117,3 +118,25 @@ def test_compare_slices_a_two_param_sweep_and_tables_each_scheme() -> None:
         parse_where(["model.init"])
     with pytest.raises(Exception, match="with model.init=other"):
         collect(listing, "prompts.scheme", ["accuracy"], None, lambda rev: {}, {"model.init": "other"})
+
+
+def test_a_stage_whose_inputs_moved_on_is_stale() -> None:
+    """An experiment run up to `report` keeps its baseline's interventions metrics: they are not its own."""
+    from emergent_pos.compare import stale_stages
+
+    lock = {
+        "stages": {
+            "probes": {"params": {"params.yaml": {"probe": {"C": 1.0}}}, "outs": [{"path": "data/probes", "md5": "b"}]},
+            "interventions": {
+                "deps": [{"path": "data/probes", "md5": "a"}],
+                "params": {"params.yaml": {"interventions.n_random": 20}},
+                "outs": [{"path": "metrics/interventions.json", "md5": "m"}],
+            },
+        }
+    }
+    params = {"probe": {"C": 1.0}, "interventions": {"n_random": 20}}
+    assert stale_stages(lock, params) == {"interventions"}  # it read probes "a", probes now wrote "b"
+    lock["stages"]["interventions"]["deps"][0]["md5"] = "b"
+    assert stale_stages(lock, params) == set()
+    assert stale_stages(lock, {**params, "interventions": {"n_random": 50}}) == {"interventions"}
+    assert stale_stages(lock, {**params, "probe": {"C": 0.5}}) == {"probes"}

@@ -26,7 +26,9 @@ def test_params_yaml_lists_every_key_at_its_default() -> None:
     assert set(raw) == {"seed", *SECTIONS}
     for name, cls in SECTIONS.items():
         assert set(raw[name]) == set(cls.__dataclass_fields__), name
-        assert section(raw, name, cls) == cls(), name
+        # the default run also scores two held-out prefixes (the dataclass default holds none)
+        chosen = {"eval_prefixes": ["Hello.\nWhen", "The quick brown fox jumps over the lazy dog.\nWhen"]}
+        assert section(raw, name, cls) == cls(**(chosen if name == "prompts" else {})), name
     assert section(raw, "prompts", SECTIONS["prompts"]).prefix.endswith("Philadelphia.\nWhen")
 
 
@@ -102,3 +104,31 @@ def test_exponent_floats_written_by_dvc_are_read_as_floats(tmp_path: Path) -> No
     path.write_text(path.read_text().replace("  C: 1.0", "  C: 1e+00\n  tol: 1e-06"))
     probe = load(path, "probe")
     assert probe.tol == 1e-6 and probe.C == 1.0
+
+
+def test_every_line_of_the_sweep_example_is_valid() -> None:
+    """sweeps/example.txt (what the SLURM array runs) holds only keys and values `check` accepts."""
+    import runpy
+    import shlex
+
+    import yaml
+
+    from emergent_pos.config import section
+    from helpers import REPO
+
+    sections = runpy.run_path(str(REPO / "stages/check.py"), run_name="check")["SECTIONS"]
+    lines = [x for x in (REPO / "sweeps/example.txt").read_text().splitlines() if x.strip() and x[0] != "#"]
+    assert lines
+    for line in lines:
+        raw = yaml.safe_load((REPO / "params.yaml").read_text())
+        for word in shlex.split(line):
+            if "=" in word:
+                dotted, value = word.split("=", 1)
+                *path, last = dotted.split(".")
+                node = raw
+                for part in path:
+                    node = node[part]
+                assert last in node, f"{line}: {dotted} is not a params.yaml key"
+                node[last] = yaml.safe_load(value)
+        for name, cls in sections.items():
+            section(raw, name, cls)

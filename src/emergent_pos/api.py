@@ -7,7 +7,7 @@
     probe = p.probe("blocks.0.hook_resid_post")  # a fitted scikit-learn classifier
     probe.predict(x)
 
-Everything here reads files the stages wrote (README, "File formats"); nothing is
+Everything here reads files the stages wrote (docs/pipeline.md, "File formats"); nothing is
 recomputed except ``read_out`` (the probes applied to new text), which runs the model
 (torch and TransformerLens are imported only then, so reading stays quick).
 """
@@ -165,7 +165,7 @@ class Pipeline:
         return sklearn_probe(probe, self._fits().get("config", {}))
 
     def predictions(self, split: str = "val") -> pd.DataFrame:
-        """The probes stage's long table (one row per point and layer; README, "File formats")."""
+        """The probes stage's long table (one row per point and layer; docs/pipeline.md, "File formats")."""
         name = {"val": PREDICTIONS, "heldout": HELDOUT_PREDICTIONS}.get(split)
         if name is None:
             raise ValueError(f"split={split!r}: predictions exist for val and heldout")

@@ -209,18 +209,46 @@ def read_point(point: Point, files: dict[str, dict], metrics: list[str], layer_f
                 point.layers[int(row["layer"])] = {"value": float(row[layer_field]), **ci}
 
 
+def _git_show(root: Path, path: str) -> str | None:
+    shown = subprocess.run(["git", "show", path], cwd=root, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def stale_stages(lock: dict, params: dict) -> set[str]:
+    """Stages whose recorded run no longer matches the commit: an upstream output changed
+    since (its hash differs from the one the stage read) or a param it reads did. An
+    experiment run up to ``report`` leaves the later stages' metrics from its baseline."""
+    stages = lock.get("stages") or {}
+    outs = {o["path"]: o.get("md5") for st in stages.values() for o in st.get("outs") or []}
+    flat = _flat(params)
+    stale = set()
+    for name, st in stages.items():
+        for dep in st.get("deps") or []:
+            if dep["path"] in outs and outs[dep["path"]] != dep.get("md5"):
+                stale.add(name)
+        for key, value in ((st.get("params") or {}).get("params.yaml") or {}).items():
+            now = flat.get(key, _flat(params.get(key, {}), key + ".") if isinstance(value, dict) else None)
+            if now != (_flat(value, key + ".") if isinstance(value, dict) else value):
+                stale.add(name)
+    return stale
+
+
 def git_metrics(root: Path, rev: str) -> dict[str, dict]:
-    """Every ``metrics/*.json`` file as committed at ``rev``."""
+    """Every ``metrics/*.json`` file as committed at ``rev``, except those whose stage's
+    recorded run is stale there (``stale_stages``): those metrics belong to another run."""
+    lock = yaml.safe_load(_git_show(root, f"{rev}:dvc.lock") or "{}") or {}
+    stale = stale_stages(lock, yaml.safe_load(_git_show(root, f"{rev}:params.yaml") or "{}") or {})
+    written_by = {o["path"]: name for name, st in (lock.get("stages") or {}).items() for o in st.get("outs") or []}
     listing = subprocess.run(
         ["git", "ls-tree", "--name-only", f"{rev}:{METRICS_DIR}"], cwd=root, capture_output=True, text=True
     )
     files = {}
     for name in listing.stdout.split():
-        if name.endswith(".json"):
-            path = f"{rev}:{METRICS_DIR}/{name}"
-            shown = subprocess.run(["git", "show", path], cwd=root, capture_output=True, text=True)
-            if shown.returncode == 0:
-                files[name.removesuffix(".json")] = _json(shown.stdout, f"{rev[:7]}:{METRICS_DIR}/{name}")
+        path = f"{METRICS_DIR}/{name}"
+        if name.endswith(".json") and written_by.get(path) not in stale:
+            text = _git_show(root, f"{rev}:{path}")
+            if text is not None:
+                files[name.removesuffix(".json")] = _json(text, f"{rev[:7]}:{path}")
     return files
 
 
@@ -314,6 +342,11 @@ def by_layer(points: list[Point], param: str, layer_field: str, title: str) -> F
         if all("ci_low" in p.layers[k] for k in layers):
             lo = [p.layers[k]["ci_low"] for k in layers]
             ax.fill_between(layers, lo, [p.layers[k]["ci_high"] for k in layers], color=f"C{i}", alpha=0.2, lw=0)
+        best = max(p.probes.get("baselines") or [], key=lambda b: b.get(layer_field, -1), default=None)
+        if best is not None and layer_field in best:  # the value's own best baseline, dashed in its colour
+            ax.axhline(best[layer_field], color=f"C{i}", ls="--", lw=1)
+    if any(line.get_linestyle() == "--" for line in ax.get_lines()):
+        ax.plot([], [], color="grey", ls="--", label="dashed: each one's best baseline")
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel(layer_field)
     ax.set_xticks(sorted({k for p in points for k in p.layers}))
@@ -412,7 +445,7 @@ def experiments_table(found: list[Experiment]) -> str:
         changed = ", ".join(f"`{k}={v}`" for k, v in e.changed.items()) or "-"
         loss = "-"
         if "loss_up_probe" in used:
-            loss = f"+{num(used['loss_up_probe'])} vs {num(used.get('loss_up_random'), '+.3f')}"
+            loss = f"{num(used['loss_up_probe'], '+.3f')} vs {num(used.get('loss_up_random'), '+.3f')}"
         lines.append(
             f"| {e.name} | {changed} | {m.get('best_layer', '-')} "
             f"| {num(m.get('accuracy'))} [{num(ci[0])}, {num(ci[1])}] "

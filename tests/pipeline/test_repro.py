@@ -71,7 +71,8 @@ def test_full_pipeline_outputs(repo: Path) -> None:
         assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
         assert 0 <= report["layers"][layer]["macro_f1"] <= 1
     assert set(probes["count_vs_countdown"]) == {"5", "9"}
-    assert set(probes["prefix_transfer"]) == {"0", "1"}  # the prefix and its same-length control
+    # the prefix, its same-length control, then the paragraph variant (scored after its restart too)
+    assert set(probes["prefix_transfer"]) == {"0", "1", "2"} and "after_restart" in probes["prefix_transfer"]["2"]
     counts = json.loads((repo / "data/report/count_vs_countdown.json").read_text())
     assert set(counts) == {"0", "1", "2"} and np.array(counts["1"]["5"]["predicted_given_true"]).shape == (5, 7)
     for name in ("accuracy_by_layer.png", "key_plot_layer_01.png", "confusion_layer_01.png"):
@@ -134,7 +135,7 @@ def test_report_param_reruns_only_report(repo: Path) -> None:
 def test_probe_param_keeps_activations(repo: Path) -> None:
     """Run as an experiment (the same stages as `dvc repro report`, committed under
     refs/exps), which the next test compares with its baseline."""
-    write_params(repo / "params.yaml", report={"layers": [0, 2]}, probe={"C": 0.1})
+    write_params(repo / "params.yaml", probe={"C": 0.1})  # one param away from the baseline commit
     assert ran(dvc(repo, "exp", "run", "report", "-n", "small-c")) == ["check", "probes", "report"]
     # the stages that read the probes are now stale; heads reads no probe and is not
     stale = [line[:-1] for line in dvc(repo, "status").splitlines() if line and not line[0].isspace()]

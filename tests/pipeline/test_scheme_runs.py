@@ -42,7 +42,7 @@ def test_each_scheme_runs_every_stage(work: Path, name: str, monkeypatch: pytest
             "n_val": 16,
             "n_heldout": 8,
         },
-        probe={"max_iter": 100, "word_control": False},
+        probe={"max_iter": 100},
         heads={"n_prompts": 4, "top_k": 1, "n_examples": 1},
         attribution={"n_prompts": 4},
         interventions={"n_prompts": 4, "n_random": 2, "n_pairs": 4, "patch_tokens": 4, "patch_layer": 1},
@@ -65,6 +65,8 @@ def test_each_scheme_runs_every_stage(work: Path, name: str, monkeypatch: pytest
         assert json.loads((work / path).read_text())["applies"], stage
     assert json.loads((work / "data/interventions/summary.json").read_text())["applies"]
     assert (work / "plots/report/accuracy_by_layer.png").stat().st_size > 0
+    # the word-type control is scored on held-out units whose last word it was fitted on
+    assert all(r["word_control_points"] > 0 for r in report["layers"].values())
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMES))

@@ -82,7 +82,7 @@ def test_prefix_transfer_scores_each_prefix_with_an_interval() -> None:
                 probe = label if (hits[prompt] or layer == 1) else label + 1
                 rows.append(
                     {"prefix_id": prefix_id, "n_units": 7, "prompt_id": 10 * prefix_id + prompt, "layer": layer}
-                    | {"label": label, "probe": probe, "position_only": 0}
+                    | {"label": label, "probe": probe, "position_only": 0, "position": 5}
                 )
     rows.append(rows[0] | {"n_units": 5, "probe": 99})
     out = prefix_transfer(pd.DataFrame(rows), 7)
@@ -91,3 +91,20 @@ def test_prefix_transfer_scores_each_prefix_with_an_interval() -> None:
     lo, hi = out["1"]["ci"]["0"]
     assert 0.0 <= lo <= 0.25 <= hi <= 1.0 and lo < hi
     assert out["1"]["position_only"] == 0.5 and out["1"]["n_prompts"] == 4  # labels 0,1,2,0: two are 0
+    assert "after_restart" not in out["0"]  # no prompt's labels fall back
+
+
+def test_a_paragraphs_second_sentence_is_scored_alone() -> None:
+    """Labels 0 1 2 0 1 2 in a prompt: the points from the second 0 on are after the restart,
+    whatever order the rows come in."""
+    rows = []
+    for prompt in range(3):
+        for pos, label in enumerate([0, 1, 2, 0, 1, 2]):
+            probe = label if pos < 3 else 2  # reads the first sentence, never restarts
+            rows.append({"prefix_id": 4, "n_units": 3, "prompt_id": prompt, "layer": 1, "position": pos}
+                        | {"label": label, "probe": probe, "position_only": pos})  # fmt: skip
+    frame = pd.DataFrame(rows[::-1])
+    out = prefix_transfer(frame, 3)["4"]
+    assert out["accuracy"]["1"] == round(4 / 6, 4)  # 0 1 2 right, then only the last 2
+    assert out["after_restart"]["accuracy"]["1"] == round(1 / 3, 4)
+    assert out["after_restart"]["position_only"] == 0.0 and out["after_restart"]["n_prompts"] == 3

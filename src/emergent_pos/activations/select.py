@@ -6,7 +6,7 @@ the counted units (not the prefix, the anchor or BOS), ``bounds`` the first and 
 token of each unit, ``ends`` the last token of each unit only. The choice is the
 activations section's own, so no probe param invalidates stored activations; a probe
 that reads a token the files lack is refused in one line. For a large model the smaller
-sets are what make all-layer activations fit a disk (README, Scaling up).
+sets are what make all-layer activations fit a disk (docs/scaling.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 dataset named after the hook, shaped ``[n_rows, *shape]`` (``[n, d_model]`` for a
 residual stream, ``[n, n_heads, d_head]`` for ``hook_z``), and ``token_rows``: the
 prompts-table row of each stored row, ascending. Every token is stored
-(``activations.tokens: all``) or only a subset (``words``, ``probed``); readers ask for
+(``activations.tokens: all``) or only a subset (``units``, ``bounds``, ``ends``); readers ask for
 table rows and are refused, in one line, a row the file does not hold. One file per hook
 lets ``dvc pull`` fetch a single hook and lets a changed hook re-upload alone. Files are
 written fresh under a temporary name (never opened for update: DVC may hard-link cached

@@ -127,9 +127,9 @@ def evaluate_text(
 def table(df: pd.DataFrame, layer: int) -> str:
     """A plain-text per-token table of one layer, for a terminal."""
     part = df[df.layer == layer]
-    lines = [f"layer {layer} ({part.hook.iloc[0]})", f"{'pos':>4}  {'token':<20} {'label':>5} {'prob':>6}"]
+    lines = [f"layer {layer} ({part.hook.iloc[0]})", f"{'pos':>4}  {'token':<20} {'predicted':>9} {'prob':>6}"]
     for row in part.itertuples():
-        lines.append(f"{row.position:>4}  {row.token!r:<20} {row.predicted:>5} {row.probability:>6.3f}")
+        lines.append(f"{row.position:>4}  {row.token!r:<20} {row.predicted:>9} {row.probability:>6.3f}")
     return "\n".join(lines)
 
 

@@ -266,7 +266,9 @@ def probe_layers(
         if cfg.word_control:
             types = word_type_labels(tr.word, n_classes, np.random.default_rng([cfg.seed, 0xD0]))
             controls[WORD_CONTROL] = np.array([types[w] for w in fitted.word])
-            per_heldout[label_column(WORD_CONTROL)] = np.array([types[w] for w in heldout.points.word])
+            # a held-out unit can end in a word no fitted point ends in (schemes that probe a
+            # sentence's, item's or line's last token): -1, left out of the control's score
+            per_heldout[label_column(WORD_CONTROL)] = np.array([types.get(w, -1) for w in heldout.points.word])
     training = TrainingSet(train, fit_idx, fitted.label, controls, cfg)
     backend = backend_for(cfg, training, hooks, device, jobs)
     if train.ordinal:

@@ -85,6 +85,17 @@ def headline_metrics(full: dict) -> dict:
                 "accuracy": row["accuracy"][str(full["best_layer"])],
                 "ci": row["ci"][str(full["best_layer"])],
                 "position_only": row["position_only"],
+                **(
+                    {
+                        "after_restart": {
+                            "accuracy": row["after_restart"]["accuracy"][str(full["best_layer"])],
+                            "ci": row["after_restart"]["ci"][str(full["best_layer"])],
+                            "position_only": row["after_restart"]["position_only"],
+                        }
+                    }
+                    if "after_restart" in row
+                    else {}
+                ),
             }
             for k, row in full["prefix_transfer"].items()
         ],

@@ -113,25 +113,44 @@ def main_set(pred: pd.DataFrame, n_units: int) -> pd.DataFrame:
     return pred[(pred.prefix_id == 0) & (pred.n_units == n_units)].reset_index(drop=True)
 
 
+def after_restart(points: pd.DataFrame) -> np.ndarray:
+    """Points after the first place their prompt's label falls back (a paragraph's second
+    sentence): where a probe must restart the count at a new anchor. ``points``: one
+    layer's points, ordered by prompt and position."""
+    same = points.prompt_id.to_numpy()[1:] == points.prompt_id.to_numpy()[:-1]
+    falls = np.r_[False, same & (np.diff(points[LABEL].to_numpy()) < 0)]
+    return pd.Series(falls).groupby(points.prompt_id.to_numpy()).cummax().to_numpy()
+
+
+def _transfer(part: pd.DataFrame) -> dict:
+    acc, ci = {}, {}
+    for layer, g in part.groupby(LAYER):
+        correct = g[LABEL].to_numpy() == g[PROBE].to_numpy()
+        acc[str(layer)] = round(float(correct.mean()), 4)
+        ci[str(layer)] = [round(v, 4) for v in bootstrap_ci(correct, g.prompt_id.to_numpy())]
+    first = at_layer(part, layers(part)[0])
+    correct = first[LABEL].to_numpy() == first.position_only.to_numpy()
+    return {
+        "accuracy": acc,
+        "ci": ci,
+        "position_only": round(float(correct.mean()), 4),
+        "position_only_ci": [round(v, 4) for v in bootstrap_ci(correct, first.prompt_id.to_numpy())],
+        "n_prompts": int(first.prompt_id.nunique()),
+    }
+
+
 def prefix_transfer(pred: pd.DataFrame, n_units: int) -> dict[str, dict]:
     """Accuracy of the probes (per layer, with prompt-bootstrap intervals) and of the
-    position baseline on each prefix's prompts: does the count transfer across contexts?"""
+    position baseline on each prefix's prompts: does the count transfer across contexts?
+    A set whose labels restart within a prompt (the paragraph variant) also gets the
+    same numbers on the points after the restart alone (``after_restart``)."""
     out = {}
     for k, part in pred[pred.n_units == n_units].groupby("prefix_id"):
-        acc, ci = {}, {}
-        for layer, g in part.groupby(LAYER):
-            correct = g[LABEL].to_numpy() == g[PROBE].to_numpy()
-            acc[str(layer)] = round(float(correct.mean()), 4)
-            ci[str(layer)] = [round(v, 4) for v in bootstrap_ci(correct, g.prompt_id.to_numpy())]
-        first = at_layer(part, layers(part)[0])
-        correct = first[LABEL].to_numpy() == first.position_only.to_numpy()
-        out[str(k)] = {
-            "accuracy": acc,
-            "ci": ci,
-            "position_only": round(float(correct.mean()), 4),
-            "position_only_ci": [round(v, 4) for v in bootstrap_ci(correct, first.prompt_id.to_numpy())],
-            "n_prompts": int(first.prompt_id.nunique()),
-        }
+        part = part.sort_values([LAYER, "prompt_id", "position"], kind="stable")
+        out[str(k)] = _transfer(part)
+        restarted = np.concatenate([after_restart(g) for _, g in part.groupby(LAYER)])
+        if restarted.any():
+            out[str(k)]["after_restart"] = _transfer(part[restarted])
     return out
 
 
@@ -184,8 +203,12 @@ def evaluate(pred: pd.DataFrame, heldout: pd.DataFrame | None = None) -> dict:
             held = at_layer(heldout, layer)
             r["heldout_accuracy"] = round(accuracy(held[LABEL].to_numpy(), held[PROBE].to_numpy()), 4)
             if WORD_CONTROL in held:
-                control = accuracy(held[label_column(WORD_CONTROL)].to_numpy(), held[WORD_CONTROL].to_numpy())
+                seen = held[label_column(WORD_CONTROL)].to_numpy() >= 0  # word types the control was fitted on
+                control = accuracy(
+                    held[label_column(WORD_CONTROL)].to_numpy()[seen], held[WORD_CONTROL].to_numpy()[seen]
+                )
                 r["word_control_accuracy"] = round(control, 4)
+                r["word_control_points"] = int(seen.sum())
                 r["word_control_selectivity"] = round(r["heldout_accuracy"] - control, 4)
         out[layer] = r
     result = {"layers": out, "baselines": baselines, "balanced_points": round(float(w.sum()), 1)}

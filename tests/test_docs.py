@@ -25,7 +25,7 @@ EXEMPT = {
     r"^source \.venv/bin/activate": "the tests already run inside the venv",
     r"model\.name=(gpt2|EleutherAI|meta-llama|Qwen|google|state-spaces|/)": "needs a hub model's weights",
     r"^(sbatch|srun|salloc)\b|slurm": "needs a SLURM cluster",
-    r"placement|compute_dtype|CUDA|--device cuda": "needs a GPU",
+    r"(?i)placement|compute_dtype|cuda": "needs a GPU",
     r"^dvc (remote|push|pull|fetch)\b": "needs a remote (a bucket or shared disk)",
     r"^dvc (queue start|exp run --queue)|^dvc queue ": "a sweep over many runs: minutes each even on the tiny project",
     r"^pip install": "installs packages from the registry",
@@ -88,15 +88,13 @@ def test_every_exemption_is_used_and_pages_are_short() -> None:
     assert len((REPO / "README.md").read_text().splitlines()) <= 300
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_shell_blocks_run_on_the_tiny_project(
-    page: Path, tiny_project: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def run_shell_blocks(page: Path, tiny_project: Path, parent: Path) -> None:
+    """Run the page's bash blocks, in order, on a private copy of the finished tiny project."""
     blocks = [[c for c in commands(b) if not exemption(c)] for b in fenced(page.read_text(), "bash")]
     blocks = [b for b in blocks if b]
     if not blocks:
         return
-    root = copy_finished(tiny_project, tmp_path_factory.mktemp("docs"))
+    root = copy_finished(tiny_project, parent)
     # `dvc plots show` reads the page template that `run.sh` generates
     subprocess.run([str(Path(ENV["PATH"].split(":")[0]) / "python"), "-m", "emergent_pos.report.html_template"],
                    cwd=root, env=ENV, check=True, capture_output=True)  # fmt: skip
@@ -104,6 +102,11 @@ def test_shell_blocks_run_on_the_tiny_project(
         script = "set -euo pipefail\n" + "\n".join(block)
         proc = subprocess.run(["bash", "-c", script], cwd=root, env=ENV, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{page.name}:\n{script}\n---\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+
+
+def test_readme_shell_blocks_run_on_the_tiny_project(tiny_project: Path, tmp_path: Path) -> None:
+    """README's; docs/*.md's run in tests/test_doc_pages.py (another file, so xdist can run them beside these)."""
+    run_shell_blocks(REPO / "README.md", tiny_project, tmp_path)
 
 
 def committed_numbers() -> list[float]:

@@ -46,7 +46,7 @@ def test_terminal_tables_fit_in_80_columns(project_copy: Path) -> None:
     narrow = {"COLUMNS": "80"}
     shown = dvc(project_copy, "exp", "show", "--drop", ".*", "--keep", keep, env=narrow)
     assert max(len(x) for x in shown.splitlines()) <= 80 and "…" not in shown, shown
-    for column in ("accuracy", "balanced", "loss_up_probe", "probe.C", "small-c"):
+    for column in ("accuracy", "balanced", "selectivity", "probe.C", "small-c"):
         assert column in shown, shown
 
 

@@ -182,6 +182,30 @@ class Scheme(ABC):
         return table.label
 
 
+def separated_units(
+    words: WordPool,
+    n_prompts: int,
+    recipe: Recipe,
+    rng: np.random.Generator,
+    separator: list[int],
+    line_starts: bool = False,
+) -> list[list[Piece]]:
+    """Bodies of ``n_units`` units of ``recipe.unit_words`` words, each closed by ``separator``
+    (a full stop, a comma, a newline); ``line_starts``: a unit's first word without its space."""
+    lo, hi = recipe.unit_words
+    out = []
+    for _ in range(n_prompts):
+        body = []
+        for k in range(recipe.n_units):
+            for j in range(int(rng.integers(lo, hi + 1))):
+                row = words.draw(rng)
+                ids = row.line_start_ids if line_starts and j == 0 else row.token_ids
+                body.append(Piece(list(ids), k, row.word, starts_unit=j == 0))
+            body.append(Piece(separator, k, ends_unit=True))
+        out.append(body)
+    return out
+
+
 CONTEXT = "When"
 """Text a piece is tokenized after, so that it splits as it does inside a prompt (a ``"."``
 after a word, not at a sequence start where SentencePiece would prepend ``"▁"``)."""

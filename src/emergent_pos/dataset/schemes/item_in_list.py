@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from emergent_pos.dataset.schemes.base import Decision, Piece, PromptArrays, Recipe, Scheme, TokenText, WordPool
+from emergent_pos.dataset.schemes.base import (
+    Decision,
+    Piece,
+    PromptArrays,
+    Recipe,
+    Scheme,
+    TokenText,
+    WordPool,
+    separated_units,
+)
 
 
 class ItemInList(Scheme):
@@ -31,18 +40,7 @@ class ItemInList(Scheme):
         tokens: TokenText,
         variant: str = "",
     ) -> list[list[Piece]]:
-        comma = tokens.after(",")
-        lo, hi = recipe.unit_words
-        out = []
-        for _ in range(n_prompts):
-            body = []
-            for k in range(recipe.n_units):
-                for j in range(int(rng.integers(lo, hi + 1))):
-                    row = words.draw(rng)
-                    body.append(Piece(list(row.token_ids), k, row.word, starts_unit=j == 0))
-                body.append(Piece(comma, k, ends_unit=True))
-            out.append(body)
-        return out
+        return separated_units(words, n_prompts, recipe, rng, tokens.after(","))
 
     def confounds(self, a: PromptArrays) -> np.ndarray:
         return np.where(a.in_body & (a.unit >= 0), a.position - a.anchor, -1)

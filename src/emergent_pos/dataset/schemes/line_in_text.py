@@ -19,6 +19,7 @@ from emergent_pos.dataset.schemes.base import (
     TextLabels,
     TokenText,
     WordPool,
+    separated_units,
     words_of,
     words_so_far,
 )
@@ -44,19 +45,7 @@ class LineInText(Scheme):
         tokens: TokenText,
         variant: str = "",
     ) -> list[list[Piece]]:
-        newline = tokens.after("\n")
-        lo, hi = recipe.unit_words
-        out = []
-        for _ in range(n_prompts):
-            body = []
-            for k in range(recipe.n_units):
-                for j in range(int(rng.integers(lo, hi + 1))):
-                    row = words.draw(rng)
-                    ids = row.line_start_ids if j == 0 else row.token_ids
-                    body.append(Piece(list(ids), k, row.word, starts_unit=j == 0))
-                body.append(Piece(newline, k, ends_unit=True))
-            out.append(body)
-        return out
+        return separated_units(words, n_prompts, recipe, rng, tokens.after("\n"), line_starts=True)
 
     def confounds(self, a: PromptArrays) -> np.ndarray:
         return words_so_far(a)

@@ -22,6 +22,7 @@ from emergent_pos.dataset.schemes.base import (
     TextLabels,
     TokenText,
     WordPool,
+    separated_units,
     words_of,
     words_so_far,
 )
@@ -47,18 +48,7 @@ class SentenceInParagraph(Scheme):
         tokens: TokenText,
         variant: str = "",
     ) -> list[list[Piece]]:
-        stop = tokens.after(".")
-        lo, hi = recipe.unit_words
-        out = []
-        for _ in range(n_prompts):
-            body = []
-            for k in range(recipe.n_units):
-                for j in range(int(rng.integers(lo, hi + 1))):
-                    row = words.draw(rng)
-                    body.append(Piece(list(row.token_ids), k, row.word, starts_unit=j == 0))
-                body.append(Piece(stop, k, ends_unit=True))
-            out.append(body)
-        return out
+        return separated_units(words, n_prompts, recipe, rng, tokens.after("."))
 
     def confounds(self, a: PromptArrays) -> np.ndarray:
         return words_so_far(a)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from transformers import AutoTokenizer
 
 from emergent_pos.dataset.words import SEED_PREFIX, source_words
@@ -50,7 +51,6 @@ def test_every_announced_block_holds_the_count_its_header_names(tiny_model_dir: 
 def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:
     """``model.revision: stepN`` stops the same run after N steps: the model it returns
     scores the full run's batch N with exactly the loss the full run logged at step N."""
-    import pytest
     import torch
 
     from emergent_pos.config import ParamError
@@ -77,3 +77,22 @@ def test_a_toy_revision_is_the_full_runs_checkpoint_at_that_step() -> None:
             ModelConfig(revision=bad).toy_steps(cfg)
     with pytest.raises(ParamError, match="random-init organism has no training steps"):
         ModelConfig(init="random", revision="step3").toy_steps(cfg)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_each_organism_family_trains_has_the_budgeted_size_and_boots_in_transformer_lens(
+    arch: str, tmp_path: Path
+) -> None:
+    """``toy.arch``: the parameter count the memory check uses before training is the built
+    model's, and the trained organism is saved only once TransformerLens runs it."""
+    from emergent_pos.model.build import save_model
+    from emergent_pos.model.config import ModelConfig
+    from emergent_pos.model.organism import toy_parameters, train_organism
+
+    cfg = ToyConfig(**{**TINY_TOY, "arch": arch, "steps": 2, "batch_size": 2, "seq_len": 32})
+    words, freqs = source_words("wordfreq", cfg.n_source_words)
+    model, tok, curve = train_organism(words, freqs, SEED_PREFIX, cfg, seed=0)
+    assert toy_parameters(cfg, len(tok)) == model.num_parameters() and len(curve) == 2
+    card = save_model(model, tok, ModelConfig(), seed=0, out=tmp_path / "model")
+    assert card["architecture"] == {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}[arch]
+    assert card["n_layers"] == cfg.n_layers and card["d_model"] == cfg.d_model

@@ -51,6 +51,8 @@ TOY_REVISION = re.compile(r"step(\d+)")
 class ToyConfig:
     """Shape and training budget of the embedded model organism (see organism.py)."""
 
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    """``gpt2`` (learned absolute positions added to the stream) or ``llama`` (rotary positions, RMSNorm, SwiGLU)."""
     n_layers: int = 4
     d_model: int = 128
     n_heads: int = 4

@@ -1,4 +1,8 @@
-"""The embedded model organism: a tiny GPT-2 trained offline so that counting pays, in every scheme.
+"""The embedded model organism: a tiny transformer trained offline so that counting pays, in every scheme.
+
+``toy.arch`` picks its family: ``gpt2`` (learned absolute positions added to the
+residual stream, the default) or ``llama`` (rotary positions, RMSNorm, SwiGLU: no
+position in the stream itself), so the effect of how positions enter can be measured.
 
 The corpus (``corpus.py``) puts the next token where a count decides it: the full stop
 after the announced number of words, the paragraph's end after its sentences, the list's
@@ -17,7 +21,7 @@ import numpy as np
 import torch
 from tokenizers import ByteLevelBPETokenizer
 from tqdm import tqdm
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from emergent_pos.model.config import ToyConfig
 from emergent_pos.model.corpus import BOS, Corpus, fixed_texts
@@ -43,8 +47,23 @@ def train_tokenizer(
     return tok
 
 
-def build_toy_model(cfg: ToyConfig, tok: GPT2TokenizerFast) -> GPT2LMHeadModel:
-    """An untrained GPT-2 of the organism's shape (dropout off: the corpus is endless)."""
+def build_toy_model(cfg: ToyConfig, tok: GPT2TokenizerFast) -> PreTrainedModel:
+    """An untrained model of the organism's shape (dropout off: the corpus is endless)."""
+    if cfg.arch == "llama":
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=cfg.d_model,
+                intermediate_size=4 * cfg.d_model,
+                num_hidden_layers=cfg.n_layers,
+                num_attention_heads=cfg.n_heads,
+                num_key_value_heads=cfg.n_heads,
+                max_position_embeddings=cfg.n_positions,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                tie_word_embeddings=True,
+            )
+        )
     return GPT2LMHeadModel(
         GPT2Config(
             vocab_size=len(tok),
@@ -61,6 +80,14 @@ def build_toy_model(cfg: ToyConfig, tok: GPT2TokenizerFast) -> GPT2LMHeadModel:
     )
 
 
+def toy_parameters(cfg: ToyConfig, vocab_size: int) -> int:
+    """The organism's parameter count (embeddings tied), known before it is built."""
+    d = cfg.d_model
+    if cfg.arch == "llama":  # no stored positions; attention and a 4d SwiGLU without biases; RMSNorms
+        return vocab_size * d + cfg.n_layers * (16 * d * d + 2 * d) + d
+    return (vocab_size + cfg.n_positions) * d + cfg.n_layers * (12 * d * d + 13 * d) + 2 * d
+
+
 def training_budget(cfg: ToyConfig, vocab_size: int) -> tuple[int, int, float]:
     """Peak training memory (bytes: weights and optimizer state; activations and logits)
     and compute (FLOP) of the organism, before it exists.
@@ -71,7 +98,7 @@ def training_budget(cfg: ToyConfig, vocab_size: int) -> tuple[int, int, float]:
     when it cannot fit, in one line, instead of an allocation error.
     """
     d, n_layers, tokens = cfg.d_model, cfg.n_layers, cfg.batch_size * cfg.seq_len
-    params = (vocab_size + cfg.n_positions) * d + n_layers * (12 * d * d + 13 * d) + 2 * d
+    params = toy_parameters(cfg, vocab_size)
     activations = n_layers * tokens * (34 * d + 5 * cfg.n_heads * cfg.seq_len) * 2
     logits = tokens * vocab_size * 4 * 3
     flops = 6 * params * tokens * cfg.steps + 12 * n_layers * tokens * cfg.seq_len * d * cfg.steps
@@ -80,7 +107,7 @@ def training_budget(cfg: ToyConfig, vocab_size: int) -> tuple[int, int, float]:
 
 def train_organism(
     words: list[str], frequencies: list[float], prefix: str, cfg: ToyConfig, seed: int, stop_after: int | None = None
-) -> tuple[GPT2LMHeadModel, GPT2TokenizerFast, list[dict[str, float]]]:
+) -> tuple[PreTrainedModel, GPT2TokenizerFast, list[dict[str, float]]]:
     """Train tokenizer and model; returns them with the loss curve (one row per logged step).
 
     ``stop_after`` ends training after that many of the ``cfg.steps`` steps: the learning

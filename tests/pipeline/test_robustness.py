@@ -254,6 +254,27 @@ def test_messages_blame_the_key_at_fault(built: Path, tmp_path: Path) -> None:
     assert "hf download" not in line
     write_params(built / "params.yaml")
 
+    write_params(built / "params.yaml")
+
+
+def test_top_components_need_the_best_layer_attributed(built: Path) -> None:
+    """``interventions.components: k`` ranks by attribution to the best layer; when
+    ``attribution.layers`` left that layer out, it is refused instead of ablating nothing."""
+    import pandas as pd
+
+    ranked = built / "data/attribution/components.parquet"
+    saved = ranked.read_bytes()
+    best = json.loads((built / "metrics/probes.json").read_text())["best_layer"]
+    try:
+        table = pd.read_parquet(ranked)
+        table[table.layer != best].to_parquet(ranked)
+        write_params(built / "params.yaml", interventions={"components": 2})
+        proc = run_stage(built, "interventions", check=False)
+        one_line_error(proc, "interventions.components", f"best layer, {best}", "attribution.layers")
+    finally:
+        ranked.write_bytes(saved)
+        write_params(built / "params.yaml")
+
 
 # --- no debris ---------------------------------------------------------------------------
 

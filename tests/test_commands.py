@@ -51,7 +51,7 @@ def test_terminal_tables_fit_in_80_columns(project_copy: Path) -> None:
 
 
 def test_compare_reads_steps_as_numbers_keeps_the_newest_and_skips_unfinished() -> None:
-    from emergent_pos.compare import collect, output_paths
+    from emergent_pos.compare import collect, output_paths, table
 
     def entry(name: str, revision: str, time: str) -> dict:
         params = {"params.yaml": {"data": {"model": {"revision": revision}}}}
@@ -73,6 +73,8 @@ def test_compare_reads_steps_as_numbers_keeps_the_newest_and_skips_unfinished() 
     assert points[0].intervals == {"accuracy": [0.4, 0.6]} and points[0].layers == {0: {"value": 0.3}}
     assert any("not a number" in n for n in notes) and any("d shown" in n for n in notes)
     assert any(n.startswith("e: no metrics") for n in notes)
+    rows = table(points, "model.revision").splitlines()[2:]  # a numeric sweep is tabled too, by its values
+    assert [r.split(" | ")[0] for r in rows] == ["| `step10`", "| `step100`"]
     assert output_paths(None, "model.revision") == (
         Path("plots/compare/model.revision.png"),
         Path("plots/compare/model.revision.json"),

@@ -83,8 +83,8 @@ def compare(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     png, data = cmp.output_paths(args.out, args.param)
     write_json(data, cmp.as_json(points, args.param, notes))
+    print(cmp.table(points, args.param))
     if categorical:
-        print(cmp.table(points, args.param))
         title = args.title or f"{field} by layer, one line per {args.param}"
         save_figure(cmp.by_layer(points, args.param, field, title), png)
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,7 +327,7 @@ def figure(points: list[Point], param: str, metrics: list[str], layer_field: str
         ax.set_xticks(xs, [str(p.x) for p in points], rotation=30, ha="right")
     ax.set_xlabel(param + (" (training step)" if numeric and any(STEP.fullmatch(str(p.value)) for p in points) else ""))
     ax.set_ylabel(layer_field or "metric")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 60))  # a long title wraps above the axes, clear of the legend
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right upper")
     return fig
@@ -352,13 +353,13 @@ def by_layer(points: list[Point], param: str, layer_field: str, title: str) -> F
     ax.set_xticks(sorted({k for p in points for k in p.layers}))
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 60))
     fig.legend(fontsize=8, loc="outside right upper")
     return fig
 
 
 def table(points: list[Point], param: str) -> str:
-    """One Markdown row per value of a categorical param, from each experiment's metrics/probes.json."""
+    """One Markdown row per value of the param, from each experiment's metrics/probes.json."""
 
     def num(x: object, fmt: str = ".3f") -> str:
         return format(x, fmt) if isinstance(x, int | float) else "-"
@@ -381,7 +382,7 @@ def table(points: list[Point], param: str) -> str:
             base = (m.get("r2_baselines") or [None])[0]
             r2 = f"{num(m['r2'])} [{num(m['r2_ci'][0])}, {num(m['r2_ci'][1])}] vs {num(base)}"
         lines.append(
-            f"| `{p.x}` | {m.get('best_layer', '-')} | {num(m.get('accuracy'))} [{num(ci[0])}, {num(ci[1])}] "
+            f"| `{p.value}` | {m.get('best_layer', '-')} | {num(m.get('accuracy'))} [{num(ci[0])}, {num(ci[1])}] "
             f"| {num(m.get('balanced'))} [{num(bci[0])}, {num(bci[1])}] "
             f"| {top.get('baseline', '-')} {num(top.get('accuracy'))} / {num(top_balanced)} "
             f"| {num(layer_row.get('position_control_accuracy'))} | {verdicts} | {r2} |"

@@ -65,12 +65,13 @@ def main() -> None:
         ranked = read_parquet(ATTRIBUTION)
         if ranked.empty:
             raise ParamError("interventions.components", cfg.components, f"attribution does not apply to {model}")
-        if best not in set(ranked.layer):
+        attributed = sorted(set(ranked.layer))
+        if best not in attributed:
             raise ParamError(
                 "interventions.components",
                 cfg.components,
                 f"it ranks by attribution to the best layer, {best}, which attribution.layers leaves out "
-                f"(attributed: {sorted(set(ranked.layer))}): add {best} there, or use all",
+                f"(attributed: {attributed}): add {best} there, or use all",
             )
     val = read_parquet(prompts_path("val"))
     ps = PromptSet.from_table(val, n_units, cfg.n_prompts, fits["char_bin"] or 1)

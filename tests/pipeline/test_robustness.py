@@ -254,8 +254,6 @@ def test_messages_blame_the_key_at_fault(built: Path, tmp_path: Path) -> None:
     assert "hf download" not in line
     write_params(built / "params.yaml")
 
-    write_params(built / "params.yaml")
-
 
 def test_top_components_need_the_best_layer_attributed(built: Path) -> None:
     """``interventions.components: k`` ranks by attribution to the best layer; when
